@@ -1,0 +1,39 @@
+"""PNG plots of a run's ``metrics.jsonl``: one panel per metric against step."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments.metrics_writer import read_jsonl  # noqa: E402
+
+
+def plot_metrics(metrics_path: Path, out_path: Path, title: str = "") -> Path | None:
+    """Writes a grid of line plots (one per metric) to ``out_path``; None if no records."""
+    records = read_jsonl(metrics_path)
+    if not records:
+        return None
+    names = sorted({k for r in records for k in r if k != "step"})
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        points = [(r["step"], r[name]) for r in records if name in r]
+        ax.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

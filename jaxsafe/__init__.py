@@ -1,0 +1,1 @@
+"""jaxsafe: progressive safeguards for safe RL as automata stepped inside jit."""

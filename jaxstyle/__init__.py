@@ -1,0 +1,1 @@
+"""jaxstyle: behavioural stylometry with style vectors (chess)."""
