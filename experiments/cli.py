@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from experiments.checkpoints import CheckpointMismatch
 from experiments.runner import RunError
+from jaxcommon import initialize_from
 
 
 class UsageError(ValueError):
@@ -113,6 +114,7 @@ def _one_line(err: BaseException) -> str:
 
 def main(train: Callable[[ml_collections.ConfigDict, Path], object], argv=None) -> int:
     """Runs ``train(config, workdir)``; prints one ``error:`` line for bad input."""
+    initialize_from()  # joins a multi-process run when JAX_COORDINATOR_ADDRESS etc. are set
     try:
         config, workdir = parse(sys.argv if argv is None else argv)
         train(config, workdir)

@@ -34,7 +34,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from experiments.checkpoints import Checkpoints
-from experiments.metrics_writer import MetricsWriter, read_jsonl, set_aside_after
+from experiments.metrics_writer import MetricsWriter, read_jsonl, set_aside_after, to_scalars
 from experiments.plots import plot_metrics
 from jaxcommon import describe, make_mesh
 
@@ -78,7 +78,9 @@ def config_differences(old: Mapping, new: Mapping, ignore: Sequence[str] = RESUM
     return [(k, a.get(k, "<missing>"), b.get(k, "<missing>")) for k in keys if a.get(k) != b.get(k)]
 
 
-def prepare_workdir(workdir: str | Path, config_dict: Mapping[str, Any]) -> tuple[Path, bool]:
+def prepare_workdir(
+    workdir: str | Path, config_dict: Mapping[str, Any], write: bool = True
+) -> tuple[Path, bool]:
     """Checks and creates the run directory; returns (absolute path, resuming?).
 
     Raises:
@@ -101,8 +103,9 @@ def prepare_workdir(workdir: str | Path, config_dict: Mapping[str, Any]) -> tupl
         return path, True
     if path.exists() and any(path.iterdir()):
         raise RunError(f"{path} is not empty and holds no run (no config.json); use a new workdir")
-    path.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+    if write:
+        path.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
     return path, False
 
 
@@ -133,7 +136,9 @@ class Run:
         self.config = config
         self.name = name
         self.config_dict = config_to_dict(config)
-        self.workdir, self.resuming = prepare_workdir(workdir, self.config_dict)
+        # Every process checks the directory; only process 0 writes logs and plots.
+        self.is_main = jax.process_index() == 0
+        self.workdir, self.resuming = prepare_workdir(workdir, self.config_dict, self.is_main)
         self.mesh = make_mesh(dict(config.mesh)) if "mesh" in config else None
         print(banner(self.mesh), flush=True)
         print(f"run directory: {self.workdir}{' (resuming)' if self.resuming else ''}", flush=True)
@@ -143,7 +148,7 @@ class Run:
             fingerprint=fingerprint(self.config_dict),
             max_to_keep=int(train.get("max_to_keep", 3)),
         )
-        self.metrics = MetricsWriter(self.workdir)
+        self.metrics = MetricsWriter(self.workdir) if self.is_main else None
 
     def restore_or(self, init_state: Any) -> tuple[int, Any]:
         """``(step, state)`` from the latest checkpoint, or ``(0, init_state)``."""
@@ -151,23 +156,31 @@ class Run:
         if found is None:
             return 0, init_state
         step, state = found
-        moved = set_aside_after(self.metrics.path, step)
+        moved = set_aside_after(self.metrics.path, step) if self.is_main else 0
         note = f"; {moved} later metric records moved to metrics.discarded.jsonl" if moved else ""
         print(f"resumed from checkpoint at step {step}{note}", flush=True)
         return step, state
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> dict[str, float]:
+        if not self.is_main:
+            return to_scalars(metrics)
         return self.metrics.write(step, metrics)
 
     def save(self, step: int, state: Any) -> None:
+        """Checkpoints ``state`` (every process takes part) and redraws the plot."""
         self.checkpoints.save(step, state)
-        plot_metrics(self.metrics.path, self.workdir / "plots" / "metrics.png", self.name)
+        self.plot()
+
+    def plot(self) -> None:
+        if self.is_main:
+            plot_metrics(self.metrics.path, self.workdir / "plots" / "metrics.png", self.name)
 
     def close(self) -> None:
         """Waits for checkpoints, closes writers, draws the final plot."""
         self.checkpoints.close()
-        self.metrics.close()
-        plot_metrics(self.metrics.path, self.workdir / "plots" / "metrics.png", self.name)
+        if self.metrics is not None:
+            self.metrics.close()
+        self.plot()
 
 
 def fit(
@@ -202,6 +215,7 @@ def fit(
         dynamic_ncols=True,
         file=sys.stderr,
         mininterval=1.0,
+        disable=not run.is_main,
     )
     tic, since = time.perf_counter(), start
     for step in range(start, num_steps):
@@ -220,6 +234,6 @@ def fit(
         bar.update(1)
     bar.close()
     if not last and start >= num_steps:
-        records = [r for r in read_jsonl(run.metrics.path) if r["step"] <= num_steps]
+        records = [r for r in read_jsonl(run.workdir / "metrics.jsonl") if r["step"] <= num_steps]
         last = {k: v for k, v in records[-1].items() if k != "step"} if records else {}
     return state, last

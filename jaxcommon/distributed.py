@@ -4,7 +4,9 @@ On TPU pods and GPU clusters ``jax.distributed.initialize()`` finds its peers by
 itself. On CPU (tests, laptops) it needs the coordinator address, the process
 count and this process's id, and the gloo collectives; ``initialize_from`` does
 both from explicit arguments or the ``JAX_COORDINATOR_ADDRESS`` /
-``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` environment variables.
+``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` environment variables;
+``JAX_DISTRIBUTED=auto`` calls ``jax.distributed.initialize()`` with no
+arguments (cluster auto-detection on TPU pods, SLURM and Open MPI).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def initialize_from(
     multi-process runtime, False for an ordinary single-process run.
     """
     env = os.environ
+    if env.get("JAX_DISTRIBUTED") == "auto":  # TPU pods, SLURM/Open MPI GPU clusters
+        jax.distributed.initialize()
+        return True
     coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
     if num_processes is None and "JAX_NUM_PROCESSES" in env:
         num_processes = int(env["JAX_NUM_PROCESSES"])
