@@ -8,7 +8,7 @@ ARGS   ?=
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format train-moe train-style train-safe reproduce \
+.PHONY: help venv test lint format train-moe train-style train-safe reproduce data-style \
         bench bench-moe bench-style bench-safe notebooks constraints clean
 
 help:  ## list the targets
@@ -50,6 +50,9 @@ train-safe: $(STAMP)  ## train safe-RL agents with progressive safeguards
 
 reproduce: $(STAMP)  ## the main job: each paper's comparison at CPU scale
 	$(PY) -m experiments.reproduce $(ARGS)
+
+data-style: $(STAMP)  ## build the default synthetic chess dataset once (data/synthetic, cached)
+	$(PY) -m jaxstyle.chess.make_dataset --out data/synthetic $(ARGS)
 
 bench: bench-moe bench-style bench-safe  ## all benchmarks (JSON)
 

@@ -1,0 +1,166 @@
+"""Command line: build a chess-positions dataset from PGN, or from synthetic players.
+
+Synthetic (default: 400 players × 100 games, ground truth in ``players.json``)::
+
+    python -m jaxstyle.chess.make_dataset --out data/synthetic
+
+A Lichess dump (``.pgn.zst`` streams without unpacking)::
+
+    python -m jaxstyle.chess.make_dataset --out data/lichess-2013-01 \\
+        --pgn lichess_db_standard_rated_2013-01.pgn.zst \\
+        --time-control blitz --rated --min-elo 1000 --min-games 50 --max-players 400
+
+Layout of ``--out``: ``pgn/`` + ``players.json`` + ``generation.json`` (synthetic only),
+``corpus.json.zst`` (the games kept by the reader), ``tfds/`` (array_record shards, read
+with ``tfds.data_source``), ``card.md`` / ``card.json`` / ``games_per_player.png``. Every
+stage is cached: a second run reuses finished synthetic chunks, the read games and a
+prepared dataset, so an interrupted run continues from the last finished stage.
+Bad input (missing file, truncated stream, no games, no player left) ends with one
+``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jaxstyle.chess.pgn import TIME_CONTROL_CLASSES, GameFilter
+from jaxstyle.chess.sources import DataError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxstyle.chess.make_dataset", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--pgn", nargs="+", help=".pgn / .pgn.zst files or folders (default: synthetic players)"
+    )
+    synth = parser.add_argument_group("synthetic players")
+    synth.add_argument("--players", type=int, default=400)
+    synth.add_argument("--games", type=int, default=100, help="games per player")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--chunk-games", type=int, default=100, help="games per PGN file")
+    synth.add_argument("--max-plies", type=int, default=160)
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    synth.add_argument(
+        "--evaluator",
+        choices=("fast", "uci"),
+        default="fast",
+        help="move-loss source: built-in evaluator or a UCI engine (stockfish on PATH)",
+    )
+    synth.add_argument("--engine-depth", type=int, default=4)
+    filt = parser.add_argument_group("filters")
+    filt.add_argument(
+        "--time-control",
+        action="append",
+        choices=TIME_CONTROL_CLASSES + ("unknown",),
+        help="keep only these time-control classes (repeatable)",
+    )
+    filt.add_argument("--rated", action="store_true", help="keep only rated games")
+    filt.add_argument("--min-elo", type=int, default=None, help="minimum Elo of both players")
+    filt.add_argument("--min-games", type=int, default=1, help="minimum games per player")
+    filt.add_argument("--max-players", type=int, default=None, help="keep the N most active")
+    filt.add_argument("--min-plies", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the stages; returns the dataset card."""
+    from jaxstyle.chess import card as card_lib
+    from jaxstyle.chess import synthetic, tfds_builder
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if args.pgn:
+        sources = [Path(p) for p in args.pgn]
+    else:
+        config = synthetic.GeneratorConfig(
+            num_players=args.players,
+            games_per_player=args.games,
+            seed=args.seed,
+            chunk_games=args.chunk_games,
+            max_plies=args.max_plies,
+            evaluator=args.evaluator,
+            engine_depth=args.engine_depth,
+        )
+        report = synthetic.generate(
+            out, config, workers=args.workers, progress=not args.no_progress
+        )
+        print(report.line(), flush=True)
+        sources = [out / "pgn"]
+
+    game_filter = GameFilter(
+        time_controls=tuple(args.time_control) if args.time_control else None,
+        rated_only=args.rated,
+        min_elo=args.min_elo,
+        min_plies=args.min_plies,
+        min_games_per_player=args.min_games,
+        max_players=args.max_players,
+    )
+    data_dir = out / "tfds"
+    _check_cached_filter(data_dir, game_filter)
+    if args.no_progress:
+        import tensorflow_datasets as tfds
+
+        tfds.disable_progress_bar()
+    corpus = None
+    if not tfds_builder.is_prepared(data_dir):
+        corpus = _read_corpus(out / "corpus.json.zst", sources, game_filter)
+    builder = tfds_builder.build_dataset(data_dir, corpus=corpus)
+    print(builder.info.metadata["read_summary"], flush=True)
+    path = card_lib.write_card(data_dir, out)
+    card = card_lib.dataset_card(data_dir)
+    total = sum(card["positions"].values())
+    print(f"dataset ready: {card['players']} players, {total} positions in {data_dir}; card {path}")
+    return card
+
+
+def _read_corpus(cache: Path, sources: list[Path], game_filter: GameFilter):
+    """The read games: from ``cache`` when it matches the sources and filter, else read now
+    and cached, so an interrupted dataset write does not read a large dump again."""
+    from jaxstyle.chess.corpus import Corpus, collect_corpus
+    from jaxstyle.chess.sources import resolve_sources
+
+    files = [str(f) for f in resolve_sources(sources)]
+    if cache.is_file():
+        corpus = Corpus.load(cache)
+        if corpus.sources == files and corpus.game_filter == game_filter:
+            print(f"reusing the games read before ({cache})", flush=True)
+            return corpus
+    corpus = collect_corpus(files, game_filter)
+    corpus.save(cache)
+    return corpus
+
+
+def _check_cached_filter(data_dir: Path, game_filter: GameFilter) -> None:
+    """Refuses to silently reuse a dataset built with another filter."""
+    from jaxstyle.chess import tfds_builder
+
+    if not tfds_builder.is_prepared(data_dir):
+        return
+    stored = tfds_builder.load_builder(data_dir).info.metadata.get("filter", {})
+    wanted = json.loads(json.dumps(game_filter.as_dict()))
+    changed = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
+    if changed:
+        diff = ", ".join(f"{k}: built {old!r}, asked {new!r}" for k, (old, new) in changed.items())
+        raise DataError(
+            f"{data_dir} was built with another filter ({diff}); delete it or choose another --out"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
