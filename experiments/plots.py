@@ -5,12 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from experiments.metrics_writer import read_jsonl  # noqa: E402
+from experiments.metrics_writer import read_jsonl
 
 
 def plot_metrics(metrics_path: Path, out_path: Path, title: str = "") -> Path | None:
@@ -21,7 +18,8 @@ def plot_metrics(metrics_path: Path, out_path: Path, title: str = "") -> Path | 
     names = sorted({k for r in records for k in r if k != "step"})
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         points = [(r["step"], r[name]) for r in records if name in r]
         ax.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None)
@@ -35,5 +33,4 @@ def plot_metrics(metrics_path: Path, out_path: Path, title: str = "") -> Path | 
     fig.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
     return out_path

@@ -83,11 +83,12 @@ def _layout(spec: Spec) -> dict[str, tuple[float, float]]:
 
 
 def render_png(spec: Spec, path: str | os.PathLike, dpi: int = 120) -> str:
-    """Draw ``spec`` to a PNG file with matplotlib (Agg); returns the path."""
-    import matplotlib
+    """Draw ``spec`` to a PNG file with matplotlib; returns the path.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Uses ``matplotlib.figure.Figure`` directly, so the global backend (e.g. a notebook's
+    inline backend) is left alone.
+    """
+    from matplotlib.figure import Figure
     from matplotlib.patches import Circle, FancyArrowPatch
 
     pos = _layout(spec)
@@ -95,7 +96,8 @@ def render_png(spec: Spec, path: str | os.PathLike, dpi: int = 120) -> str:
     ys = [p[1] for p in pos.values()]
     width = max(xs) - min(xs) + 3
     height = max(ys) - min(ys) + 3
-    fig, ax = plt.subplots(figsize=(1.2 * width, 1.2 * height))
+    fig = Figure(figsize=(1.2 * width, 1.2 * height))
+    ax = fig.subplots()
     r = 0.45
     box = dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85)
     for q, s in enumerate(spec.states):
@@ -138,5 +140,4 @@ def render_png(spec: Spec, path: str | os.PathLike, dpi: int = 120) -> str:
     ax.axis("off")
     ax.set_title(spec.name)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return os.fspath(path)

@@ -105,10 +105,7 @@ def format_card(card: dict) -> str:
 
 def write_card(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
     """Writes ``card.md``, ``card.json`` and ``games_per_player.png``; returns the .md path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     card = dataset_card(data_dir)
     out = Path(out_dir) if out_dir is not None else Path(data_dir)
@@ -118,7 +115,8 @@ def write_card(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     path.write_text(format_card(card) + "\n![games per player](games_per_player.png)\n")
 
     rows = card["games_per_player"]["histogram"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.bar(
         [r["lo"] for r in rows],
         [r["players"] for r in rows],
@@ -131,7 +129,6 @@ def write_card(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     ax.set_title(f"{card['players']} players, {card['games']} games")
     fig.tight_layout()
     fig.savefig(out / "games_per_player.png", dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -1,0 +1,1 @@
+"""Tests of the jaxmoe MoE layer, losses and metrics."""

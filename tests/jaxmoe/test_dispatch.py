@@ -1,0 +1,126 @@
+"""Dispatch plans and the dropless grouped kernel."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmoe import (
+    capacity_plan,
+    combine_outputs,
+    dispatch_tokens,
+    dropless_plan,
+    grouped_swiglu,
+)
+from jaxmoe.dispatch import row_tokens, row_weights, tile_layout
+from tests.jaxmoe import reference as ref
+
+E, D, F = 4, 8, 6
+
+
+def _ids(tokens=24, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(E, size=k, replace=False) for _ in range(tokens)]).astype(np.int32)
+
+
+@pytest.mark.parametrize("tile", [8, 32])
+def test_dropless_plan_places_every_assignment_once_in_its_experts_tiles(tile):
+    ids = _ids(tokens=60)
+    layout = tile_layout(ids.size, E, tile)
+    plan = dropless_plan(jnp.asarray(ids), E, layout)
+    slots, rows = np.asarray(plan.slots), np.asarray(plan.row_assign)
+    assert rows.shape[0] == layout.num_rows
+    assert len(set(slots.ravel())) == ids.size  # one row per assignment
+    np.testing.assert_array_equal(rows[slots.ravel()], np.arange(ids.size))
+    counts = np.bincount(ids.ravel(), minlength=E)
+    np.testing.assert_array_equal(np.asarray(plan.counts), counts)
+    # The row -> tile map of the two levels: big tiles first, then small tiles.
+    big, num_big, small, _ = layout
+    row = np.arange(layout.num_rows)
+    tile_of_row = np.where(
+        row < big * num_big, row // big, num_big + (row - big * num_big) // small
+    )
+    tile_expert = np.asarray(plan.tiles.tile_expert)
+    np.testing.assert_array_equal(tile_expert[tile_of_row[slots]], ids)
+    used_big = sum(c // big for c in counts)
+    used_small = sum(-(-(c % big) // small) for c in counts)
+    np.testing.assert_array_equal(np.asarray(plan.tiles.num_used), [used_big, used_small])
+    live = np.isin(tile_of_row, np.r_[np.arange(used_big), num_big + np.arange(used_small)])
+    assert np.all(rows[~live] == ids.size)  # rows of unused tiles are empty
+    padding = used_big * big + used_small * small - ids.size
+    assert padding < E * small  # below one small tile per expert
+
+
+def test_capacity_plan_drops_overflow_in_batch_priority_order():
+    ids = _ids(seed=1)
+    plan = capacity_plan(jnp.asarray(ids), E, capacity=5)
+    keep = ref.capacity_keep(ids, E, 5)
+    slots = np.asarray(plan.slots)
+    np.testing.assert_array_equal(slots < E * 5, keep)
+    assert int(plan.num_dropped) == (~keep).sum() > 0
+    kept = slots[keep]
+    np.testing.assert_array_equal(kept // 5, ids[keep])  # row e·C + i belongs to expert e
+
+
+def test_dispatch_and_combine_gradients_equal_plain_gather_and_scatter():
+    ids = _ids()
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(24, D)), jnp.float32)
+    gates = jnp.asarray(rng.uniform(size=(24, 2)), jnp.float32)
+    plan = dropless_plan(jnp.asarray(ids), E, tile_layout(ids.size, E, 8))
+    scale = jnp.asarray(rng.normal(size=(plan.row_assign.shape[0], D)), jnp.float32)
+
+    def ours(x, g):
+        return jnp.sum(combine_outputs(dispatch_tokens(x, plan) * scale, plan, g) ** 2)
+
+    def plain(x, g):
+        xs = (
+            jnp.zeros((plan.row_assign.shape[0], D))
+            .at[plan.slots.ravel()]
+            .set(jnp.repeat(x, 2, axis=0))
+        )
+        ys = xs * scale
+        y = jnp.einsum("tkd,tk->td", ys[plan.slots], g)
+        return jnp.sum(y**2)
+
+    for a, b in zip(jax.grad(ours, (0, 1))(x, gates), jax.grad(plain, (0, 1))(x, gates)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [8, 32])
+def test_grouped_swiglu_matches_numpy_and_autodiff_reference(tile):
+    ids = _ids(tokens=40, seed=3)
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(40, D)), jnp.float32)
+    gates = jnp.asarray(rng.uniform(size=(40, 2)), jnp.float32)
+    w_in = jnp.asarray(rng.normal(size=(E, D, 2 * F)) * 0.3, jnp.float32)
+    w_out = jnp.asarray(rng.normal(size=(E, F, D)) * 0.3, jnp.float32)
+    layout = tile_layout(ids.size, E, tile)
+    plan = dropless_plan(jnp.asarray(ids), E, layout)
+
+    def ours(x, g, w_in, w_out):
+        rows, weights = row_tokens(plan), row_weights(g, plan)
+        t = plan.tiles
+        return grouped_swiglu(x, rows, weights, w_in, w_out, t.tile_expert, t.num_used, layout)
+
+    xn, wi, wo = (np.asarray(a, np.float64) for a in (x, w_in, w_out))
+    want = np.zeros((40, D))
+    for t in range(40):
+        for j in range(2):
+            e = ids[t, j]
+            out = ref.expert(xn[t : t + 1], wi[e, :, :F], wi[e, :, F:], wo[e])[0]
+            want[t] += float(gates[t, j]) * out
+    np.testing.assert_allclose(np.asarray(ours(x, gates, w_in, w_out)), want, rtol=1e-4, atol=1e-5)
+
+    def dense(x, g, w_in, w_out):  # every expert on every token, zero gates elsewhere
+        h = jnp.einsum("td,edf->tef", x, w_in)
+        y = jnp.einsum("tef,efd->ted", jax.nn.silu(h[..., :F]) * h[..., F:], w_out)
+        dense_g = jnp.zeros((40, E)).at[jnp.arange(40)[:, None], ids].set(g)
+        return jnp.einsum("ted,te->td", y, dense_g)
+
+    cot = jnp.asarray(rng.normal(size=(40, D)), jnp.float32)
+    args = (x, gates, w_in, w_out)
+    got = jax.grad(lambda *a: jnp.sum(ours(*a) * cot), (0, 1, 2, 3))(*args)
+    exp = jax.grad(lambda *a: jnp.sum(dense(*a) * cot), (0, 1, 2, 3))(*args)
+    for a, b in zip(got, exp):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
