@@ -33,8 +33,9 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint  ## lint, then the whole pytest suite
+test: lint  ## lint, the whole pytest suite, then the notebooks (nbmake)
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory notebooks
 
 train-moe: $(STAMP)  ## train the MoE LM (CONFIG=..., ARGS="--config.x=y")
 	$(call need,experiments/train_moe.py,the jaxmoe language-model trainer)

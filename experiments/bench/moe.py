@@ -50,13 +50,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from experiments.bench.report import default_out, emit
 from jaxmoe import MoEConfig, MoELayer, all_experts_swiglu, moe_forward, simbal_loss
 from jaxmoe.experts import swiglu
 from jaxmoe.routing import router_logits, token_choice
@@ -300,7 +300,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="runs/bench/moe.json", help="also write the JSON here")
+    parser.add_argument("--out", default=default_out("moe"), help="also write the JSON here")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-large", action="store_true", help="skip the larger shape")
     parser.add_argument("--sharded-only", action="store_true", help=argparse.SUPPRESS)
@@ -310,12 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_sharded(json.loads(args.shape), args.repeats)))
         return 0
     result = run(repeats=args.repeats, large=None if args.no_large else LARGE)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

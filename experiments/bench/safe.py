@@ -17,10 +17,8 @@ Keys (throughput ratios, first / second):
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
-import sys
 import time
 import warnings
 
@@ -30,6 +28,7 @@ import numpy as np
 from gymnax.environments.classic_control import CartPole
 
 import jaxsafe
+from experiments.bench.report import default_out, emit
 from jaxsafe.envs import GRIDWORLD_LABELLER, LABELS, GridWorld
 from jaxsafe.envs.gridworld import OBJECTS, SIZE, START
 
@@ -241,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=9, help="timed calls per program")
     ap.add_argument("--steps", type=int, default=400_000, help="env steps per timed call")
     ap.add_argument("--python-steps", type=int, default=100_000)
+    ap.add_argument("--out", default=default_out("safe"), help="also write the JSON here")
     args = ap.parse_args(argv)
 
     grid = GridWorld()
@@ -308,8 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
         "jax": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
     }
-    json.dump(_round(result), sys.stdout, indent=2)
-    print()
+    emit(_round(result), args.out)
     return result
 
 

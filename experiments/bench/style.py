@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from experiments.bench.report import default_out, emit
 
 
 def _best(fn, repeats: int) -> tuple[float, int]:
@@ -120,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", type=int, default=120)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=default_out("style"), help="also write the JSON here")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.games, args.repeats), indent=1))
+    emit(run(args.games, args.repeats), args.out)
     return 0
 
 
