@@ -222,7 +222,7 @@ def moe_shard(
     stats = RoutingStats(
         token_fraction=token_fraction,
         mean_probs=jnp.mean(probs, axis=1),
-        z_loss=jnp.mean(jnp.square(jax.nn.logsumexp(logits, axis=-1)), axis=-1),
+        z_loss=jax.vmap(L.router_z_loss)(logits),  # [B]: one value per sequence
         entropy=jnp.mean(M.token_entropy(probs), axis=-1),
         counts=out.counts.reshape(1, num_experts).astype(jnp.int32),
         dropped=_one(out.dropped),
