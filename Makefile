@@ -8,7 +8,7 @@ ARGS   ?=
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format train-moe train-style train-safe reproduce data-style \
+.PHONY: help venv venv-beam test lint format train-moe train-style train-safe reproduce data-style \
         bench bench-moe bench-style bench-safe notebooks constraints clean
 
 help:  ## list the targets
@@ -22,6 +22,17 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 venv: $(STAMP)  ## create .venv and install the package with [dev] (pinned)
 
+# The [beam] extra cannot share .venv (apache-beam 2.77 needs older pillow/protobuf/dateutil
+# than constraints.txt pins), so the Beam pipeline's test runs it in its own .venv-beam.
+BEAM_VENV  := .venv-beam
+BEAM_STAMP := $(BEAM_VENV)/.installed
+$(BEAM_STAMP): constraints-beam.txt
+	@test -x $(BEAM_VENV)/bin/python || $(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/pip install -q -c constraints-beam.txt apache-beam chess zstandard numpy array-record tqdm tensorflow-datasets
+	@touch $(BEAM_STAMP)
+
+venv-beam: $(BEAM_STAMP)  ## .venv-beam for the Beam data pipeline (jaxstyle.chess.beam)
+
 # $(call need,FILE,WHAT): stop with one line when a system's entry point is not built yet.
 need = @test -f $(1) || { echo "make $@: $(2) is not built yet ($(1) does not exist)"; exit 1; }
 
@@ -33,7 +44,7 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint  ## lint, the whole pytest suite, then the notebooks (nbmake)
+test: lint $(BEAM_STAMP)  ## lint, the whole pytest suite, then the notebooks (nbmake)
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory notebooks
 
@@ -49,8 +60,8 @@ train-safe: $(STAMP)  ## train safe-RL agents with progressive safeguards
 	$(call need,experiments/train_safe.py,the jaxsafe trainer)
 	$(PY) -m experiments.train_safe --config $(or $(CONFIG),experiments/configs/safe.py:cpu) $(ARGS)
 
-reproduce: $(STAMP)  ## the main job: each paper's comparison at CPU scale
-	$(PY) -m experiments.reproduce $(ARGS)
+reproduce: $(STAMP)  ## the main job: each paper's comparison at CPU scale (FULL=1: the full one)
+	$(PY) -m experiments.reproduce $(if $(FULL),--full) $(ARGS)
 
 data-style: $(STAMP)  ## build the default synthetic chess dataset once (data/synthetic, cached)
 	$(PY) -m jaxstyle.chess.make_dataset --out data/synthetic $(ARGS)
@@ -78,5 +89,5 @@ constraints: $(STAMP)  ## re-pin constraints.txt to what .venv holds now
 	   $(PY) -m pip freeze --exclude-editable | grep -v '^-e' | sort -f; } > constraints.txt
 
 clean:  ## remove .venv, caches and build files (keeps runs/ and data/)
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BEAM_VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -4,12 +4,29 @@
 ``config_flags``), ``--config.section.field=value`` overrides one field, and
 ``--workdir`` picks the run directory (default ``runs/<config>-<variant>``, so
 running the same command again resumes). Bad input ends with one line naming it.
+
+Arguments, the config and the run directory (file? another config's run? locked
+by a live process?) are checked *before* JAX is imported, so a usage error comes
+back in well under a second. An entry point is a thin module::
+
+    import sys
+    from experiments import cli
+    if __name__ == "__main__":
+        sys.exit(cli.main("experiments.trainers.moe:train"))
+
+Exit codes: 0 done, 2 bad input or run directory, 3 non-finite loss/gradient
+(``train.on_nonfinite=stop``), 130 / 143 interrupted by SIGINT / SIGTERM after
+saving a checkpoint (run the same command to resume).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,9 +34,18 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.checkpoints import CheckpointMismatch
-from experiments.runner import RunError
-from jaxcommon import initialize_from
+from experiments.rundir import (
+    CheckpointMismatch,
+    Interrupted,
+    NonFiniteError,
+    RunError,
+    check_unlocked,
+    check_workdir,
+    config_to_dict,
+    validate_config,
+)
+
+EXIT_USAGE, EXIT_NONFINITE = 2, 3
 
 
 class UsageError(ValueError):
@@ -112,13 +138,78 @@ def _one_line(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def main(train: Callable[[ml_collections.ConfigDict, Path], object], argv=None) -> int:
-    """Runs ``train(config, workdir)``; prints one ``error:`` line for bad input."""
-    initialize_from()  # joins a multi-process run when JAX_COORDINATOR_ADDRESS etc. are set
+def check(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, Path]:
+    """``parse`` plus the checks that need no JAX: shared config fields and the run directory.
+
+    Raises:
+      UsageError: bad arguments or config values.
+      RunError: a ``--workdir`` that is a file, another config's run, or locked by a live process.
+    """
+    config, workdir = parse(argv)
     try:
-        config, workdir = parse(sys.argv if argv is None else argv)
-        train(config, workdir)
-    except (UsageError, RunError, CheckpointMismatch) as err:
+        validate_config(config_to_dict(config))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if os.environ.get("JAX_PROCESS_ID", "0") == "0":  # the other processes follow process 0
+        path, _ = check_workdir(workdir, config_to_dict(config))
+        check_unlocked(path)
+    return config, workdir
+
+
+def _load(target: str | Callable) -> Callable:
+    """``"package.module:function"`` → the function (imports the module: JAX loads here)."""
+    if callable(target):
+        return target
+    module_name, _, function = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function or "train")
+
+
+class _TermBeforeTraining:
+    """Until the runner installs its handlers, SIGTERM raises ``Interrupted`` (nothing to save)."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise Interrupted(signum, None, saved=False)
+
+
+def main(train: str | Callable[[ml_collections.ConfigDict, Path], object], argv=None) -> int:
+    """Runs ``train(config, workdir)``; returns the exit code (see the module docstring).
+
+    ``train`` is ``"module:function"`` (imported only after the arguments passed
+    the checks) or the function itself.
+    """
+    try:
+        config, workdir = check(sys.argv if argv is None else argv)
+    except (UsageError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    with _TermBeforeTraining():
+        try:
+            from jaxcommon.distributed import initialize_from  # noqa: PLC0415 - imports JAX
+
+            initialize_from()  # joins a multi-process run when JAX_COORDINATOR_ADDRESS etc. are set
+            _load(train)(config, workdir)
+        except (UsageError, RunError, CheckpointMismatch) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except NonFiniteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_NONFINITE
+        except Interrupted as err:
+            print(err, file=sys.stderr, flush=True)
+            return err.exit_code
+        except KeyboardInterrupt:
+            print(Interrupted(signal.SIGINT, None, saved=False), file=sys.stderr, flush=True)
+            return 128 + signal.SIGINT
     return 0

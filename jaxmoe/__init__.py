@@ -11,7 +11,7 @@ from jaxmoe.apply import (
     moe_shard,
     summarize,
 )
-from jaxmoe.config import DEFAULT_LOSS_COEFS, MoEConfig
+from jaxmoe.config import DEFAULT_LOSS_COEFS, GROUPED_MATMULS, MoEConfig
 from jaxmoe.dispatch import (
     DispatchPlan,
     TileLayout,
@@ -19,9 +19,11 @@ from jaxmoe.dispatch import (
     combine_outputs,
     dispatch_tokens,
     dropless_plan,
+    sorted_plan,
     tile_layout,
 )
 from jaxmoe.experts import all_experts_swiglu, batched_swiglu, grouped_swiglu, swiglu
+from jaxmoe.grouped import grouped_matmul, resolve_backend, sorted_swiglu
 from jaxmoe.layer import MoELayer, RouterBias
 from jaxmoe.losses import (
     load_balancing_loss,
@@ -52,6 +54,7 @@ from jaxmoe.routing import (
 __all__ = [
     "DEFAULT_LOSS_COEFS",
     "DispatchPlan",
+    "GROUPED_MATMULS",
     "MoEAux",
     "MoEConfig",
     "MoELayer",
@@ -70,6 +73,7 @@ __all__ = [
     "exchange_fixed",
     "expert_choice",
     "gate_scores",
+    "grouped_matmul",
     "grouped_swiglu",
     "load_balancing_loss",
     "loss_free_bias_update",
@@ -80,6 +84,7 @@ __all__ = [
     "moe_shard",
     "orthogonality_mse",
     "pairwise_expert_similarity",
+    "resolve_backend",
     "router_logits",
     "router_z_loss",
     "routing_consistency",
@@ -87,9 +92,28 @@ __all__ = [
     "sequence_expert_utilisation",
     "sequence_routing_stats",
     "simbal_loss",
+    "sorted_plan",
+    "sorted_swiglu",
     "summarize",
     "swiglu",
     "tile_layout",
     "token_choice",
     "unique_experts",
+]
+
+# The byte-level MoE language model (jaxmoe.lm, jaxmoe.lm_train) and its offline data (jaxmoe.data).
+from jaxmoe import data  # noqa: E402
+from jaxmoe.lm import ARMS, ArmCoefs, LMConfig, MoELM, arm_coefs, lm_loss  # noqa: E402
+from jaxmoe.lm_train import LMTask, OptimConfig  # noqa: E402
+
+__all__ += [
+    "ARMS",
+    "ArmCoefs",
+    "LMConfig",
+    "LMTask",
+    "MoELM",
+    "OptimConfig",
+    "arm_coefs",
+    "data",
+    "lm_loss",
 ]

@@ -21,9 +21,16 @@ from jax.sharding import PartitionSpec as P
 from jaxmoe import dispatch as dsp
 from jaxmoe import losses as L
 from jaxmoe import metrics as M
-from jaxmoe.config import MoEConfig
+from jaxmoe.config import MoEConfig, check_prune_threshold
 from jaxmoe.experts import grouped_swiglu
-from jaxmoe.parallel import default_block_rows, dropless_expert_parallel, exchange_fixed
+from jaxmoe.grouped import resolve_backend, row_padding, sorted_swiglu
+from jaxmoe.parallel import (
+    default_block_rows,
+    dropless_expert_parallel,
+    exchange_fixed,
+    resolve_exchange,
+)
+from jaxmoe.precision import accumulation_dtype, compute_dtype
 from jaxmoe.routing import expert_choice, router_logits, token_choice
 
 
@@ -33,15 +40,46 @@ class MoEParams(NamedTuple):
     Attributes:
       router_kernel: ``[d_model, E]``.
       router_bias: ``[E]`` loss-free balancing bias, or None.
-      w_gate, w_up: ``[E, d_model, d_expert]``.
+      w_gate_up: ``[E, d_model, 2, d_expert]`` gate (index 0) and up (index 1)
+        projections stored fused, so the forward pass reads them as one
+        ``[E, d_model, 2·d_expert]`` matrix (a free reshape, no concatenation).
       w_down: ``[E, d_expert, d_model]``.
+
+    ``w_gate`` / ``w_up`` (``[E, d_model, d_expert]`` views) and ``w_in`` (the fused
+    matrix) are read-only properties; ``MoEParams.from_split`` builds params from separate
+    gate and up arrays (the layout before fusing).
     """
 
     router_kernel: jax.Array
     router_bias: jax.Array | None
-    w_gate: jax.Array
-    w_up: jax.Array
+    w_gate_up: jax.Array
     w_down: jax.Array
+
+    @classmethod
+    def from_split(cls, router_kernel, router_bias, w_gate, w_up, w_down) -> MoEParams:
+        """Params from separate ``w_gate``, ``w_up`` ``[E, d_model, d_expert]`` arrays."""
+        return cls(router_kernel, router_bias, jnp.stack([w_gate, w_up], axis=2), w_down)
+
+    @property
+    def w_gate(self) -> jax.Array:
+        """``[E, d_model, d_expert]`` gate projection."""
+        return self.w_gate_up[:, :, 0]
+
+    @property
+    def w_up(self) -> jax.Array:
+        """``[E, d_model, d_expert]`` up projection."""
+        return self.w_gate_up[:, :, 1]
+
+    @property
+    def w_in(self) -> jax.Array:
+        """``[E, d_model, 2·d_expert]`` fused gate/up matrix (gate columns first)."""
+        return fused_w_in(self.w_gate_up)
+
+
+def fused_w_in(w_gate_up: jax.Array) -> jax.Array:
+    """``[E, d, 2, f]`` → ``[E, d, 2f]`` (a reshape of contiguous memory, no copy)."""
+    e, d, two, f = w_gate_up.shape
+    return w_gate_up.reshape(e, d, two * f)
 
 
 class RoutingStats(NamedTuple):
@@ -134,8 +172,16 @@ def _token_choice_experts(
                 num_shards=num_shards,
                 block_rows=block,
                 tile_size=cfg.tile_size,
+                backend=resolve_backend(cfg.grouped_matmul),
+                exchange=resolve_exchange(cfg.ep_exchange),
             )
         )
+    backend = resolve_backend(cfg.grouped_matmul)
+    if backend != "tiled":
+        plan = dsp.sorted_plan(ids, num_experts, row_padding(backend, tokens * k))
+        ys = sorted_swiglu(dsp.dispatch_tokens(xf, plan), plan.counts, w_in, w_out, backend)
+        y = dsp.combine_outputs(ys, plan, gates)
+        return _Dispatched(y, plan.counts, plan.num_dropped, jnp.sum(plan.counts))
     tile = dsp.choose_tile(tokens * k, num_experts, cfg.tile_size)
     layout = dsp.tile_layout(tokens * k, num_experts, tile)
     plan = dsp.dropless_plan(ids, num_experts, layout)
@@ -163,7 +209,8 @@ def _expert_choice_experts(
     xb = jnp.take(xf, rows, axis=0).reshape(num_experts, batch * cap, -1)
     yb = exchange_fixed(xb, w_in, w_out, axis, num_shards)
     weighted = yb.reshape(rows.shape[0], -1) * gates.transpose(1, 0, 2).reshape(-1, 1)
-    y = jnp.zeros((batch * seq, xf.shape[-1]), jnp.float32).at[rows].add(weighted)
+    acc = accumulation_dtype(xf.dtype)
+    y = jnp.zeros((batch * seq, xf.shape[-1]), acc).at[rows].add(weighted.astype(acc))
     taken = jnp.zeros((batch * seq,), jnp.int32).at[rows].add(1)
     counts = jnp.full((num_experts,), batch * cap, jnp.int32)
     return _Dispatched(y, counts, jnp.sum(taken == 0), num_experts * batch * cap), probs, cap
@@ -194,10 +241,11 @@ def moe_shard(
     batch, seq, d = x.shape
     num_experts, k = cfg.num_experts, cfg.top_k
     tokens = batch * seq
-    logits = router_logits(x, params.router_kernel)  # [B, S, E] float32
-    w_in = jnp.concatenate([params.w_gate, params.w_up], axis=-1).astype(cfg.dtype)
-    w_out = params.w_down.astype(cfg.dtype)
-    xf = x.reshape(tokens, d).astype(cfg.dtype)
+    logits = router_logits(x, params.router_kernel)  # [B, S, E] float32 (float64 for f64 x)
+    dtype = compute_dtype(cfg.dtype, x.dtype)
+    w_in = fused_w_in(params.w_gate_up).astype(dtype)
+    w_out = params.w_down.astype(dtype)
+    xf = x.reshape(tokens, d).astype(dtype)
     axis = axis if num_shards > 1 else None
 
     if cfg.routing == "expert_choice":
@@ -258,11 +306,31 @@ def _place(a: jax.Array, mesh: Mesh, spec: P) -> jax.Array:
     return jax.lax.with_sharding_constraint(a, sharding)
 
 
-def param_specs(params: MoEParams, cfg: MoEConfig) -> MoEParams:
-    """``shard_map`` specs: router replicated, experts split over the expert axis."""
-    ex = P(cfg.expert_axis)
+def param_specs(params: MoEParams, cfg: MoEConfig, mesh: Mesh | None = None) -> MoEParams:
+    """``shard_map`` specs: router replicated, experts split over the expert axis.
+
+    Experts are replicated when ``mesh`` is given and has no ``cfg.expert_axis``.
+    """
+    has_axis = mesh is None or cfg.expert_axis in mesh.axis_names
+    ex = P(cfg.expert_axis) if has_axis else P()
     bias = None if params.router_bias is None else P()
-    return MoEParams(P(), bias, ex, ex, ex)
+    return MoEParams(P(), bias, ex, ex)
+
+
+def check_input(x: jax.Array, cfg: MoEConfig) -> None:
+    """One clear ``ValueError`` for a wrong shape, an empty input or a non-float dtype."""
+    if x.ndim not in (2, 3) or x.shape[-1] != cfg.d_model:
+        raise ValueError(
+            f"expected x of shape [batch, seq, {cfg.d_model}] or [tokens, {cfg.d_model}], "
+            f"got {x.shape}"
+        )
+    if 0 in x.shape:
+        raise ValueError(f"empty input: x has shape {x.shape}; the MoE layer needs ≥ 1 token")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"x must be a floating array (float32, bfloat16, ...), got {x.dtype}: embed "
+            "integer tokens before the MoE layer"
+        )
 
 
 def moe_apply(
@@ -282,12 +350,9 @@ def moe_apply(
     Returns:
       ``(y, RoutingStats)`` with y shaped like x.
     """
-    if x.ndim not in (2, 3) or x.shape[-1] != cfg.d_model:
-        raise ValueError(
-            f"expected x of shape [batch, seq, {cfg.d_model}] or [tokens, {cfg.d_model}], "
-            f"got {x.shape}"
-        )
-    threshold = cfg.prune_threshold if prune_threshold is None else float(prune_threshold)
+    check_input(x, cfg)
+    threshold = cfg.prune_threshold if prune_threshold is None else prune_threshold
+    threshold = check_prune_threshold(threshold)
     squeeze = x.ndim == 2
     if squeeze:
         x = x[None]
@@ -304,7 +369,7 @@ def moe_apply(
                 f"mesh axes {axes}"
             )
         shards = shape.get(cfg.expert_axis, 1)
-        specs = param_specs(params, cfg)
+        specs = param_specs(params, cfg, mesh)
         params = jax.tree.map(lambda a, s: _place(a, mesh, s), params, specs)
         x = _place(x, mesh, P(axes))
         fn = partial(
@@ -315,8 +380,15 @@ def moe_apply(
             prune_threshold=threshold,
         )
         stat_specs = RoutingStats(*([P(axes)] * len(RoutingStats._fields)))
+        # Pallas calls (megablox) carry no varying-axes types, so that backend runs with
+        # check_vma=False (as MaxText does); shard_map then still transposes correctly.
+        check_vma = resolve_backend(cfg.grouped_matmul) != "megablox"
         y, stats = jax.shard_map(
-            fn, mesh=mesh, in_specs=(specs, P(axes)), out_specs=(P(axes), stat_specs)
+            fn,
+            mesh=mesh,
+            in_specs=(specs, P(axes)),
+            out_specs=(P(axes), stat_specs),
+            check_vma=check_vma,
         )(params, x)
     return (y[0] if squeeze else y), stats
 

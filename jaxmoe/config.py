@@ -13,9 +13,15 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from jaxmoe.precision import check_floating
+
 GATINGS = ("softmax", "sigmoid")
 ROUTINGS = ("token_choice", "expert_choice")
 DISPATCHES = ("dropless", "capacity")
+#: Grouped-matmul backends of the dropless path (``"auto"``: see ``jaxmoe.grouped``).
+GROUPED_MATMULS = ("auto", "tiled", "ragged_dot", "megablox")
+#: Token exchanges of dropless expert parallelism (``"auto"``: see ``jaxmoe.parallel``).
+EP_EXCHANGES = ("auto", "padded", "ragged", "ragged_emulated")
 
 #: Auxiliary losses and their default coefficients.
 #: ``simbal``: SimBal ``||RᵀR − I||₁`` (paper default 0.1).
@@ -52,6 +58,20 @@ def _normalise_losses(losses: Any) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(out.items()))
 
 
+def check_prune_threshold(value: Any) -> float:
+    """``float(value)`` if it is a valid dynamic-k threshold in [0, 1), else ``ValueError``.
+
+    Gate weights lie in [0, 1], so a threshold ≥ 1 would prune every expert but the first.
+    """
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"prune_threshold must be a number in [0, 1), got {value!r}") from err
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"prune_threshold must be in [0, 1), got {value!r}")
+    return threshold
+
+
 @dataclasses.dataclass(frozen=True)
 class MoEConfig:
     """Static description of one MoE layer (hashable, so it can live on an NNX module).
@@ -78,7 +98,19 @@ class MoEConfig:
       bias_update_rate: u in ``b += u · sign(mean_load − load)``.
       prune_threshold: dynamic-k inference pruning: drop selected experts whose gate
         weight is below this (the top-1 expert is always kept); 0 disables it.
-      tile_size: rows per tile of the dropless grouped matmul; None picks a power of two
+      grouped_matmul: the dropless grouped-matmul backend: ``"tiled"`` (a loop over
+        row tiles, fused with gather and scatter: the fast choice on CPU),
+        ``"ragged_dot"`` (``jax.lax.ragged_dot`` on expert-sorted rows), ``"megablox"``
+        (the Pallas TPU kernel ``jax.experimental.pallas.ops.tpu.megablox.gmm``; in
+        interpret mode off TPU), or ``"auto"``: tiled on CPU, ragged_dot on GPU,
+        megablox on TPU (by ``jax.default_backend()`` when the layer is traced).
+      ep_exchange: token exchange of dropless expert parallelism: ``"padded"``
+        (fixed blocks through ``all_to_all``, any backend), ``"ragged"``
+        (``jax.lax.ragged_all_to_all``: only the rows that exist; GPU/TPU, XLA:CPU lacks
+        it), ``"ragged_emulated"`` (the ragged bookkeeping through a padded
+        ``all_to_all``: lets CPU tests check it) or ``"auto"`` (ragged on GPU/TPU, padded
+        elsewhere).
+      tile_size: rows per tile of the tiled grouped matmul; None picks a power of two
         between 8 and 256 from the token count.
       ep_buffer_factor: dropless expert parallelism sends fixed-size blocks with
         ``all_to_all``. None (default) sizes them for the worst case so nothing can be
@@ -89,8 +121,9 @@ class MoEConfig:
       model_axis: mesh axis named in the expert weights' partitioning metadata for the
         d_expert dimension (metadata only: inside the expert-parallel layer weights are
         gathered over it).
-      dtype: compute dtype of the expert matmuls (router math is always float32).
-      param_dtype: parameter dtype.
+      dtype: compute dtype of the expert matmuls, a float (router math is float32;
+        a wider input, e.g. float64, computes in its own dtype: ``jaxmoe.precision``).
+      param_dtype: parameter dtype, a float (initialised in float32, then cast).
     """
 
     d_model: int
@@ -107,6 +140,8 @@ class MoEConfig:
     loss_free_bias: bool = False
     bias_update_rate: float = 1e-3
     prune_threshold: float = 0.0
+    grouped_matmul: str = "auto"
+    ep_exchange: str = "auto"
     tile_size: int | None = None
     ep_buffer_factor: float | None = None
     expert_axis: str = "expert"
@@ -134,10 +169,19 @@ class MoEConfig:
             raise ValueError(f"unknown routing {self.routing!r}; choose one of {ROUTINGS}")
         if self.dispatch not in DISPATCHES:
             raise ValueError(f"unknown dispatch {self.dispatch!r}; choose one of {DISPATCHES}")
+        if self.grouped_matmul not in GROUPED_MATMULS:
+            raise ValueError(
+                f"unknown grouped_matmul {self.grouped_matmul!r}; choose one of {GROUPED_MATMULS}"
+            )
+        if self.ep_exchange not in EP_EXCHANGES:
+            raise ValueError(
+                f"unknown ep_exchange {self.ep_exchange!r}; choose one of {EP_EXCHANGES}"
+            )
+        check_floating("dtype", self.dtype)
+        check_floating("param_dtype", self.param_dtype)
         if not self.capacity_factor > 0:
             raise ValueError(f"capacity_factor must be > 0, got {self.capacity_factor}")
-        if not 0.0 <= self.prune_threshold < 1.0:
-            raise ValueError(f"prune_threshold must be in [0, 1), got {self.prune_threshold}")
+        check_prune_threshold(self.prune_threshold)
         if self.tile_size is not None and (self.tile_size < 1 or self.tile_size % 8):
             raise ValueError(f"tile_size must be a positive multiple of 8, got {self.tile_size}")
         if self.ep_buffer_factor is not None and not self.ep_buffer_factor > 0:

@@ -18,6 +18,8 @@ Plans:
 * ``dropless_plan``: sort assignments by expert; each expert's group fills whole big
   tiles, and its remainder small tiles (``TileLayout``), so padding stays below one
   small tile per expert. Nothing is dropped.
+* ``sorted_plan``: assignments sorted by expert, groups back to back with no padding:
+  the layout ``jax.lax.ragged_dot`` and megablox take (``jaxmoe.grouped``).
 * ``capacity_plan``: fixed ``[E, C]`` buffer; the i-th assignment of expert e (top-1
   choices first, GShard's batch-prioritised order) goes to row ``e·C + i`` if ``i < C``,
   else it is dropped.
@@ -31,10 +33,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-
-def _take(src: jax.Array, idx: jax.Array) -> jax.Array:
-    """``src[idx]`` along axis 0 with zeros for out-of-range indices."""
-    return jnp.take(src, idx, axis=0, mode="fill", fill_value=0)
+from jaxmoe.indexing import invert_slots, rank_within_group, take_rows
+from jaxmoe.precision import accumulation_dtype
 
 
 @jax.custom_vjp
@@ -50,19 +50,19 @@ def gather_rows(src: jax.Array, idx: jax.Array, inv: jax.Array) -> jax.Array:
     Returns:
       ``[M, d]``. The cotangent of ``src`` is ``sum_j d_out[inv[:, j]]``.
     """
-    return _take(src, idx)
+    return take_rows(src, idx)
 
 
 def _gather_fwd(src, idx, inv):
-    return _take(src, idx), (idx, inv)
+    return take_rows(src, idx), (idx, inv)
 
 
 def _gather_bwd(res, d_out):
     idx, inv = res
     inv2 = inv.reshape(inv.shape[0], -1)
-    d_src = _take(d_out, inv2[:, 0])
+    d_src = take_rows(d_out, inv2[:, 0])
     for j in range(1, inv2.shape[1]):
-        d_src = d_src + _take(d_out, inv2[:, j])
+        d_src = d_src + take_rows(d_out, inv2[:, j])
     return d_src, None, None
 
 
@@ -82,7 +82,7 @@ def combine_rows(
       row_assign: ``[R]`` int32 assignment ``t·k + j`` per row (``T·k`` = empty).
 
     Returns:
-      ``[T, d]`` in ``ys.dtype``, accumulated in float32. Gradients: ``d ys`` is a
+      ``[T, d]`` in ``ys.dtype``, accumulated in at least float32. Gradients: ``d ys`` is a
       gather of ``dy`` scaled by the gates; ``d gates[t, j] = <dy[t], ys[slots[t, j]]>``.
     """
     return _combine_fwd(ys, slots, gates, row_assign)[0]
@@ -91,45 +91,29 @@ def combine_rows(
 def _combine_fwd(ys, slots, gates, row_assign):
     # One gather per choice j, summed elementwise: an einsum over k becomes T tiny
     # batched dots on CPU, and a reduction over the middle axis is slow there too.
-    g = gates.astype(jnp.float32)
-    y = _take(ys, slots[:, 0]).astype(jnp.float32) * g[:, :1]
+    acc = accumulation_dtype(jnp.promote_types(ys.dtype, gates.dtype))
+    g = gates.astype(acc)
+    y = take_rows(ys, slots[:, 0]).astype(acc) * g[:, :1]
     for j in range(1, slots.shape[1]):
-        y = y + _take(ys, slots[:, j]).astype(jnp.float32) * g[:, j : j + 1]
+        y = y + take_rows(ys, slots[:, j]).astype(acc) * g[:, j : j + 1]
     return y.astype(ys.dtype), (ys, slots, gates, row_assign)
 
 
 def _combine_bwd(res, dy):
     ys, slots, gates, row_assign = res
     k = slots.shape[1]
-    dyf = dy.astype(jnp.float32)
+    acc = accumulation_dtype(jnp.promote_types(ys.dtype, gates.dtype))
+    dyf = dy.astype(acc)
     d_gates = jnp.stack(
-        [jnp.sum(_take(ys, slots[:, j]).astype(jnp.float32) * dyf, axis=-1) for j in range(k)],
+        [jnp.sum(take_rows(ys, slots[:, j]).astype(acc) * dyf, axis=-1) for j in range(k)],
         axis=1,
     )
-    row_gate = _take(gates.reshape(-1), row_assign)
-    d_ys = _take(dy, row_assign // k) * row_gate[:, None].astype(dy.dtype)
+    row_gate = take_rows(gates.reshape(-1), row_assign)
+    d_ys = take_rows(dy, row_assign // k) * row_gate[:, None].astype(dy.dtype)
     return d_ys.astype(ys.dtype), None, d_gates.astype(gates.dtype), None
 
 
 combine_rows.defvjp(_combine_fwd, _combine_bwd)
-
-
-def _invert(slots_flat: jax.Array, num_rows: int) -> jax.Array:
-    """``row_assign [num_rows]`` from ``slots [A]``: rows not named by any slot get ``A``."""
-    num_assign = slots_flat.shape[0]
-    empty = jnp.full((num_rows,), num_assign, jnp.int32)
-    return empty.at[slots_flat].set(jnp.arange(num_assign, dtype=jnp.int32), mode="drop")
-
-
-def _rank_within_group(sorted_ids: jax.Array, num_groups: int) -> tuple[jax.Array, jax.Array]:
-    """For ids sorted ascending: ``(rank of each element inside its id's run, counts [G])``.
-
-    Ids ``>= num_groups`` (the null expert) are not counted.
-    """
-    counts = jnp.zeros((num_groups,), jnp.int32).at[sorted_ids].add(1, mode="drop")
-    starts = jnp.cumsum(counts) - counts
-    pos = jnp.arange(sorted_ids.shape[0], dtype=jnp.int32)
-    return pos - _take(starts, sorted_ids), counts
 
 
 class TileLayout(NamedTuple):
@@ -193,11 +177,11 @@ class TilePlan(NamedTuple):
 
     def slot(self, group: jax.Array, rank: jax.Array) -> jax.Array:
         """Buffer row of the ``rank``-th row of ``group`` (both int32 arrays, same shape)."""
-        big_rows = _take(self.big_rows, group)
+        big_rows = take_rows(self.big_rows, group)
         return jnp.where(
             rank < big_rows,
-            _take(self.big_offset, group) + rank,
-            _take(self.small_offset, group) + rank - big_rows,
+            take_rows(self.big_offset, group) + rank,
+            take_rows(self.small_offset, group) + rank - big_rows,
         )
 
     def rows_computed(self, layout: TileLayout) -> jax.Array:
@@ -273,14 +257,43 @@ def dropless_plan(expert_ids: jax.Array, num_experts: int, layout: TileLayout) -
     flat = expert_ids.reshape(-1)
     order = jnp.argsort(flat, stable=True).astype(jnp.int32)
     sorted_ids = flat[order]
-    rank, counts = _rank_within_group(sorted_ids, num_experts)
+    rank, counts = rank_within_group(sorted_ids, num_experts)
     num_rows = layout.num_rows
     tiles = plan_tiles(counts, layout)
     sorted_slot = jnp.where(sorted_ids < num_experts, tiles.slot(sorted_ids, rank), num_rows)
     slots = jnp.zeros_like(flat).at[order].set(sorted_slot)
-    row_assign = _invert(slots, num_rows)
+    row_assign = invert_slots(slots, num_rows)
     return DispatchPlan(
         slots.reshape(num_tokens, k), row_assign, counts, jnp.zeros((), jnp.int32), tiles
+    )
+
+
+def sorted_plan(expert_ids: jax.Array, num_experts: int, num_rows: int) -> DispatchPlan:
+    """Expert-sorted rows without tiles (for ``jax.lax.ragged_dot`` / megablox).
+
+    Row r of the buffer holds the r-th assignment in (expert, token) order, so expert g
+    owns rows ``[offset_g, offset_g + counts_g)`` with no padding between groups;
+    pruned assignments get no row, and rows from ``Σ counts`` to ``num_rows`` are empty.
+
+    Args:
+      expert_ids: ``[T, k]`` int32 (``num_experts`` = pruned).
+      num_experts: E.
+      num_rows: R ≥ T·k (a backend may need a multiple of its row tile).
+
+    Returns:
+      A plan with ``R`` rows; ``counts`` are the group sizes.
+    """
+    num_tokens, k = expert_ids.shape
+    flat = expert_ids.reshape(-1)
+    order = jnp.argsort(flat, stable=True).astype(jnp.int32)
+    sorted_ids = flat[order]
+    counts = jnp.zeros((num_experts,), jnp.int32).at[sorted_ids].add(1, mode="drop")
+    position = jnp.arange(flat.shape[0], dtype=jnp.int32)
+    sorted_slot = jnp.where(sorted_ids < num_experts, position, num_rows)
+    slots = jnp.zeros_like(flat).at[order].set(sorted_slot)
+    row_assign = invert_slots(slots, num_rows)
+    return DispatchPlan(
+        slots.reshape(num_tokens, k), row_assign, counts, jnp.zeros((), jnp.int32), None
     )
 
 
@@ -294,13 +307,13 @@ def capacity_plan(expert_ids: jax.Array, num_experts: int, capacity: int) -> Dis
     priority = expert_ids.T.reshape(-1)  # choice-major: a' = j·T + t
     order = jnp.argsort(priority, stable=True).astype(jnp.int32)
     sorted_ids = priority[order]
-    rank, counts = _rank_within_group(sorted_ids, num_experts)
+    rank, counts = rank_within_group(sorted_ids, num_experts)
     num_rows = num_experts * capacity
     placed = (sorted_ids < num_experts) & (rank < capacity)
     sorted_slot = jnp.where(placed, sorted_ids * capacity + rank, num_rows)
     slots_prio = jnp.zeros_like(priority).at[order].set(sorted_slot)
     slots = slots_prio.reshape(k, num_tokens).T
-    row_assign = _invert(slots.reshape(-1), num_rows)
+    row_assign = invert_slots(slots.reshape(-1), num_rows)
     dropped = jnp.sum((sorted_ids < num_experts) & ~placed).astype(jnp.int32)
     return DispatchPlan(slots, row_assign, counts, dropped, None)
 

@@ -2,8 +2,9 @@
 
 Weights: ``w_in [G, d_model, 2·d_expert]`` (gate and up projections fused along the
 last axis, gate first) and ``w_out [G, d_expert, d_model]``. An expert computes
-``silu(x @ W_gate) * (x @ W_up) @ W_down``. Matmuls accumulate in float32
-(``preferred_element_type``) and return the input dtype.
+``silu(x @ W_gate) * (x @ W_up) @ W_down``. Matmuls accumulate in at least float32
+(``preferred_element_type``; float64 inputs accumulate in float64, see
+``jaxmoe.precision``) and return the input dtype.
 
 * ``grouped_swiglu``: the dropless grouped matmul, fused with dispatch and combine.
   A list of rows, sorted by expert into whole big tiles plus small tiles for each
@@ -31,32 +32,37 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-_F32 = jnp.float32
+from jaxmoe.indexing import take_rows
+from jaxmoe.precision import accumulation_dtype as _acc
 
 
-def _swiglu_from_h(h: jax.Array) -> jax.Array:
-    gate, up = jnp.split(h, 2, axis=-1)
-    return (jax.nn.silu(gate.astype(_F32)) * up.astype(_F32)).astype(h.dtype)
+def swiglu_from_h(h: jax.Array) -> jax.Array:
+    """``[..., 2f]`` fused pre-activations (gate first) → ``silu(gate) ⊙ up`` ``[..., f]``."""
+    gate, up = jnp.split(h.astype(_acc(h.dtype)), 2, axis=-1)
+    return (jax.nn.silu(gate) * up).astype(h.dtype)
 
 
 def swiglu(x: jax.Array, w_in: jax.Array, w_out: jax.Array) -> jax.Array:
     """One SwiGLU MLP: ``[..., d] → [..., d]`` with ``w_in [d, 2f]``, ``w_out [f, d]``."""
-    h = jnp.matmul(x, w_in, preferred_element_type=_F32).astype(x.dtype)
-    return jnp.matmul(_swiglu_from_h(h), w_out, preferred_element_type=_F32).astype(x.dtype)
+    acc = _acc(x.dtype)
+    h = jnp.matmul(x, w_in, preferred_element_type=acc).astype(x.dtype)
+    return jnp.matmul(swiglu_from_h(h), w_out, preferred_element_type=acc).astype(x.dtype)
 
 
 def batched_swiglu(xb: jax.Array, w_in: jax.Array, w_out: jax.Array) -> jax.Array:
     """``[G, C, d]`` buffers through their own experts → ``[G, C, d]``."""
-    h = jnp.einsum("gcd,gdf->gcf", xb, w_in, preferred_element_type=_F32).astype(xb.dtype)
-    a = _swiglu_from_h(h)
-    return jnp.einsum("gcf,gfd->gcd", a, w_out, preferred_element_type=_F32).astype(xb.dtype)
+    acc = _acc(xb.dtype)
+    h = jnp.einsum("gcd,gdf->gcf", xb, w_in, preferred_element_type=acc).astype(xb.dtype)
+    a = swiglu_from_h(h)
+    return jnp.einsum("gcf,gfd->gcd", a, w_out, preferred_element_type=acc).astype(xb.dtype)
 
 
 def all_experts_swiglu(x: jax.Array, w_in: jax.Array, w_out: jax.Array) -> jax.Array:
     """Every expert on every token: ``[T, d] → [T, G, d]`` (G/k times a sparse layer's work)."""
-    h = jnp.einsum("td,gdf->tgf", x, w_in, preferred_element_type=_F32).astype(x.dtype)
-    a = _swiglu_from_h(h)
-    return jnp.einsum("tgf,gfd->tgd", a, w_out, preferred_element_type=_F32).astype(x.dtype)
+    acc = _acc(x.dtype)
+    h = jnp.einsum("td,gdf->tgf", x, w_in, preferred_element_type=acc).astype(x.dtype)
+    a = swiglu_from_h(h)
+    return jnp.einsum("tgf,gfd->tgd", a, w_out, preferred_element_type=acc).astype(x.dtype)
 
 
 def _varying(a: jax.Array) -> set[str]:
@@ -94,13 +100,9 @@ def _match(ct: jax.Array, primal: jax.Array) -> jax.Array:
 
 
 def _dot_t(a: jax.Array, b: jax.Array, a_dim: int, b_dim: int) -> jax.Array:
-    """Contracts dimension ``a_dim`` of a with ``b_dim`` of b (2-D), accumulating in float32."""
+    """Contracts dimension ``a_dim`` of a with ``b_dim`` of b (2-D), accumulating in ≥ float32."""
     dims = (((a_dim,), (b_dim,)), ((), ()))
-    return jax.lax.dot_general(a, b, dims, preferred_element_type=_F32)
-
-
-def _take_rows(a: jax.Array, rows: jax.Array) -> jax.Array:
-    return jnp.take(a, rows, axis=0, mode="fill", fill_value=0)
+    return jax.lax.dot_general(a, b, dims, preferred_element_type=_acc(a.dtype))
 
 
 def _levels(layout) -> list[tuple[int, int, int, int]]:
@@ -140,25 +142,26 @@ def grouped_swiglu(
       layout: static ``TileLayout`` ``(big, num_big, small, num_small)``.
 
     Returns:
-      ``[N, d]`` in x's dtype (accumulated in float32).
+      ``[N, d]`` in x's dtype (accumulated in ``accumulation_dtype(x.dtype)``).
     """
     return _grouped_fwd(x, rows, row_weight, w_in, w_out, tile_expert, num_used, layout)[0]
 
 
 def _grouped_fwd(x, rows, row_weight, w_in, w_out, tile_expert, num_used, layout):
     refs = (x, rows, row_weight, w_in, w_out, tile_expert, num_used)
-    out = _vary(jnp.zeros(x.shape, _F32), *refs)
+    acc = _acc(x.dtype)
+    out = _vary(jnp.zeros(x.shape, acc), *refs)
     hs = []
     for level, tile, row0, tile0 in _levels(layout):
         rows_t = _level_rows(rows, layout, level, tile, row0)
-        weight_t = _level_rows(row_weight, layout, level, tile, row0).astype(_F32)
+        weight_t = _level_rows(row_weight, layout, level, tile, row0).astype(acc)
 
         def body(i, carry, rows_t=rows_t, weight_t=weight_t, tile0=tile0):
             out, h = carry
             e, r = tile_expert[tile0 + i], rows_t[i]
-            hi = jnp.matmul(_take_rows(x, r), w_in[e], preferred_element_type=_F32)
+            hi = jnp.matmul(take_rows(x, r), w_in[e], preferred_element_type=acc)
             hi = hi.astype(x.dtype)
-            y = jnp.matmul(_swiglu_from_h(hi), w_out[e], preferred_element_type=_F32)
+            y = jnp.matmul(swiglu_from_h(hi), w_out[e], preferred_element_type=acc)
             out = out.at[r].add(y * weight_t[i][:, None], mode="drop")
             return out, jax.lax.dynamic_update_index_in_dim(h, hi, i, 0)
 
@@ -171,17 +174,18 @@ def _grouped_fwd(x, rows, row_weight, w_in, w_out, tile_expert, num_used, layout
 def _grouped_bwd(layout, res, dy):
     x, rows, row_weight, w_in, w_out, tile_expert, num_used, hs = res
     refs = (x, dy, rows, row_weight, w_in, w_out, tile_expert, num_used, *hs)
-    carry = tuple(_vary(jnp.zeros(s, _F32), *refs) for s in (x.shape, w_in.shape, w_out.shape))
+    acc = _acc(x.dtype)
+    carry = tuple(_vary(jnp.zeros(s, acc), *refs) for s in (x.shape, w_in.shape, w_out.shape))
     d_weights = []
     for (level, tile, row0, tile0), h in zip(_levels(layout), hs):
         rows_t = _level_rows(rows, layout, level, tile, row0)
-        weight_t = _level_rows(row_weight, layout, level, tile, row0).astype(_F32)
+        weight_t = _level_rows(row_weight, layout, level, tile, row0).astype(acc)
 
         def body(i, carry, rows_t=rows_t, weight_t=weight_t, tile0=tile0, h=h):
             dx, d_in, d_out, d_weight = carry
             e, r, g = tile_expert[tile0 + i], rows_t[i], weight_t[i][:, None]
-            xi, dyi = _take_rows(x, r), _take_rows(dy, r).astype(_F32)
-            gate, up = jnp.split(h[i].astype(_F32), 2, axis=-1)
+            xi, dyi = take_rows(x, r), take_rows(dy, r).astype(acc)
+            gate, up = jnp.split(h[i].astype(acc), 2, axis=-1)
             sig = jax.nn.sigmoid(gate)
             silu = gate * sig
             a = silu * up
@@ -197,7 +201,7 @@ def _grouped_bwd(layout, res, dy):
             d_out = jax.lax.dynamic_update_index_in_dim(d_out, d_out[e] + dw_out, e, 0)
             return dx, d_in, d_out, d_weight
 
-        d_weight = _vary(jnp.zeros(rows_t.shape, _F32), *refs)
+        d_weight = _vary(jnp.zeros(rows_t.shape, acc), *refs)
         *carry, d_weight = jax.lax.fori_loop(0, num_used[level], body, (*carry, d_weight))
         d_weights.append(d_weight.reshape(-1))
     dx, d_in, d_out = carry

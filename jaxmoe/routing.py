@@ -1,5 +1,7 @@
 """Routers: pure float32 functions from router logits to expert choices and gate weights.
 
+Router math is float32 whatever the compute dtype (bfloat16 inputs are routed in
+float32); only a wider input (float64 under ``jax_enable_x64``) routes in its own dtype.
 Shapes use ``T`` tokens (any leading batch dims work the same), ``E`` experts and
 ``k`` experts per token.
 """
@@ -10,6 +12,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxmoe.precision import accumulation_dtype
 
 
 class Routing(NamedTuple):
@@ -29,11 +33,12 @@ class Routing(NamedTuple):
 
 
 def router_logits(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """``[..., d_model] @ [d_model, E] → [..., E]`` computed in float32 whatever x's dtype."""
+    """``[..., d_model] @ [d_model, E] → [..., E]`` in float32 (float64 for float64 x)."""
+    dt = accumulation_dtype(x.dtype)
     return jnp.einsum(
         "...d,de->...e",
-        x.astype(jnp.float32),
-        kernel.astype(jnp.float32),
+        x.astype(dt),
+        kernel.astype(dt),
         precision=jax.lax.Precision.HIGHEST,
     )
 
@@ -44,7 +49,7 @@ def gate_scores(logits: jax.Array, gating: str) -> tuple[jax.Array, jax.Array]:
     ``softmax``: scores = probs = softmax(logits).
     ``sigmoid``: scores = sigmoid(logits) (each in (0, 1)), probs = scores / sum(scores).
     """
-    logits = logits.astype(jnp.float32)
+    logits = logits.astype(accumulation_dtype(logits.dtype))
     if gating == "softmax":
         probs = jax.nn.softmax(logits, axis=-1)
         return probs, probs
@@ -82,7 +87,7 @@ def token_choice(
     """
     num_experts = logits.shape[-1]
     scores, probs = gate_scores(logits, gating)
-    select = scores if bias is None else scores + jax.lax.stop_gradient(bias).astype(jnp.float32)
+    select = scores if bias is None else scores + jax.lax.stop_gradient(bias).astype(scores.dtype)
     _, expert_ids = jax.lax.top_k(select, top_k)
     gates = jnp.take_along_axis(scores, expert_ids, axis=-1)
     if renormalize:

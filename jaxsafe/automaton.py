@@ -33,6 +33,7 @@ __all__ = [
     "POTENTIALS",
     "Automaton",
     "as_numpy",
+    "namespace",
     "compile_spec",
     "pad_automaton",
     "run_automaton",
@@ -106,23 +107,27 @@ def state_potential(
     gamma: float,
     kind: str = "accept",
 ) -> jax.Array:
-    """Shaping potential Phi[Q] (float32) for ``r + gamma * Phi(q') - Phi(q)``.
+    """Shaping potential Phi[Q] (float32, in ``[0, 1]``, 0 on violation sinks) for the
+    potential-based term ``F = gamma * Phi(q') - Phi(q)`` (``Phi(terminal) = 0``).
 
     * ``"accept"`` (default, reward-machine style): ``Phi(q) = gamma ** d_acc(q)`` with ``d_acc``
       the fewest label steps from ``q`` to an accepting state without passing a violation state;
       1 on accepting states, 0 on violation states and where acceptance is unreachable. Moving
       towards acceptance is rewarded; entering a violation costs ``Phi(q)``.
-    * ``"safety"``: ``Phi(q) = -gamma ** d_viol(q)``, minus the discounted closeness to a violation
-      (``-1`` on violation states, ``0`` where no violation is reachable).
+    * ``"safety"``: ``Phi(q) = 1 - gamma ** d_viol(q)``, the discounted distance from a
+      violation: 0 on violation states, ``1 - gamma`` one symbol away, 1 where no violation is
+      reachable. Moving away from violations is rewarded.
     * ``"zero"``: all zeros (no shaping).
 
-    For the paper's safeguards every non-sink state is accepting, so "accept" is 1 off the sink and
-    0 on it.
+    Both non-zero potentials are non-negative and vanish on the sink, so with the paper reward a
+    violation pays ``-0.1 - Phi(q) <= 0.1 + gamma * Phi(q') - Phi(q)``, the pay of a safe step.
+    For the paper's safeguards every non-sink state is accepting, so "accept" is 1 off the sink
+    and 0 on it.
     """
     if kind == "accept":
         return value_iteration(delta, accepting, violation, gamma)
     if kind == "safety":
-        return -value_iteration(delta, violation, jnp.zeros_like(violation), gamma)
+        return 1.0 - value_iteration(delta, violation, jnp.zeros_like(violation), gamma)
     if kind == "zero":
         return jnp.zeros(delta.shape[0], jnp.float32)
     raise SpecError(f"unknown potential {kind!r}; choose one of {POTENTIALS}")
@@ -214,15 +219,22 @@ def stack_automata(
     return jax.tree.map(lambda *xs: jnp.stack(xs), *padded)
 
 
+def namespace(aut: Automaton):
+    """``numpy`` if the automaton holds NumPy arrays (host side), else ``jax.numpy``."""
+    return np if isinstance(aut.delta, np.ndarray) else jnp
+
+
 def step_automaton(aut: Automaton, q: jax.Array, symbol: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One automaton step: ``q' = delta[q, symbol]``.
+    """One automaton step: ``q' = delta[q, symbol]``, for JAX or NumPy leaves (see
+    :func:`namespace`).
 
     Out-of-range symbols are **clamped** into ``[0, L)`` and flagged (no error is raised inside
-    jit). Returns ``(q' int32[], out_of_range bool[])``.
+    jit). Returns ``(q' int32[...], out_of_range bool[...])``.
     """
-    symbol = jnp.asarray(symbol, jnp.int32)
+    xp = namespace(aut)
+    symbol = xp.asarray(symbol, xp.int32)
     out_of_range = (symbol < 0) | (symbol >= aut.num_symbols)
-    symbol = jnp.clip(symbol, 0, aut.num_symbols - 1)
+    symbol = xp.clip(symbol, 0, aut.num_symbols - 1)
     return aut.delta[q, symbol], out_of_range
 
 

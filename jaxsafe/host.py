@@ -1,13 +1,15 @@
 """Host-side (NumPy) twin of :class:`jaxsafe.wrappers.SafeguardWrapper` for Gymnasium-API
 environments, so the same compiled spec guards any Python environment (model-agnostic).
 
-Same reward formula, modes, observation layout and ``info`` keys as the JAX wrapper; the
-labelling function is called as ``labeller.fn(env, obs, info)`` on the inner env after each
+Same reward formula, modes, observation layout and ``info`` keys as the JAX wrapper, because
+both call the one array-level :func:`jaxsafe.wrappers.safeguard_step` (here with NumPy leaves);
+the labelling function is called as ``labeller.fn(env, obs, info)`` on the inner env after each
 step and returns an int symbol. Gymnasium does not auto-reset, so the caller resets as usual.
 """
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import gymnasium
@@ -16,7 +18,7 @@ import numpy as np
 from jaxsafe.automaton import POTENTIALS, as_numpy, compile_spec
 from jaxsafe.labelling import Labeller, check_alphabet
 from jaxsafe.spec import Spec, SpecError
-from jaxsafe.wrappers import OBS_MODES, REWARD_MODES
+from jaxsafe.wrappers import OBS_MODES, REWARD_MODES, safeguard_step
 
 __all__ = ["HostSafeguard"]
 
@@ -55,7 +57,7 @@ class HostSafeguard(gymnasium.Wrapper):
         if unknown:
             raise TypeError(f"unknown safeguard params {sorted(unknown)}")
         numbers.update(overrides)
-        self.numbers = numbers
+        self.numbers = types.SimpleNamespace(**numbers, gamma=float(gamma))
         self.gamma = float(gamma)
         self.labeller = labeller
         self.safety_spec = spec
@@ -94,33 +96,22 @@ class HostSafeguard(gymnasium.Wrapper):
 
     def step(self, action):
         obs, env_reward, env_terminated, truncated, info = self.env.step(action)
-        aut, n = self.automaton, self.numbers
         symbol = int(self.labeller(self.env, obs, info))
-        out_of_range = not 0 <= symbol < aut.num_symbols
-        q_next = int(aut.delta[self.q, min(max(symbol, 0), aut.num_symbols - 1)])
-        violation = bool(aut.violation[q_next])
-        accepting = bool(aut.accepting[q_next])
-        terminated = bool(env_terminated) or (bool(n["terminate_on_violation"]) and violation)
-        phi_next = 0.0 if terminated else float(aut.potential[q_next])
-        shaping = self.gamma * phi_next - float(aut.potential[self.q])
-        reward = (
-            float(env_reward)
-            + (n["violation_reward"] if violation else 0.0)
-            + (n["safe_reward"] if accepting and not violation else 0.0)
-            + n["shaping_coef"] * shaping
-        )
-        restart = violation and not n["terminate_on_violation"]
-        self.q = int(aut.initial) if restart else q_next
+        out = safeguard_step(self.automaton, self.numbers, self.q, symbol, bool(env_terminated))
+        violation, q_next = bool(out.violation), int(out.q_next)
+        terminated = bool(out.terminated)
+        reward = float(env_reward) + float(out.reward)
+        self.q = int(out.q_kept)
         self.episode_violations += int(violation)
         info = {
             **info,
             "violation": violation,
             "automaton_state": q_next,
-            "accepting": accepting,
+            "accepting": bool(out.accepting),
             "cost": float(violation),
             "env_reward": float(env_reward),
             "label": symbol,
-            "label_out_of_range": out_of_range,
+            "label_out_of_range": bool(out.out_of_range),
             "episode_violations": self.episode_violations,
         }
         return self._observe(obs), reward, terminated, truncated, info

@@ -1,4 +1,4 @@
-"""Safeguard wrapper: any gymnax environment x a compiled spec = the product MDP, inside jit.
+r"""Safeguard wrapper: any gymnax environment x a compiled spec = the product MDP, inside jit.
 
 The wrapper is itself a gymnax 1.0 :class:`~gymnax.environments.environment.Environment`: it
 implements ``step_env`` / ``reset_env`` on top of the inner environment's ``step_env`` /
@@ -6,7 +6,9 @@ implements ``step_env`` / ``reset_env`` on top of the inner environment's ``step
 therefore lives in the wrapped state, is labelled on the *pre-reset* next state, and resets with
 the episode.
 
-Each step, with ``q' = delta[q, label(s')]`` (see :func:`jaxsafe.automaton.step_automaton`)::
+The safeguard itself is one array-level function, :func:`safeguard_step`, written against an
+array namespace: this wrapper calls it with ``jax.numpy`` leaves inside jit, the host twin
+(:class:`jaxsafe.host.HostSafeguard`) with NumPy leaves. With ``q' = delta[q, label(s')]``::
 
     reward     = r_env + safe_reward * [accepting(q') and not violation(q')]
                        + violation_reward * [violation(q')]
@@ -15,12 +17,21 @@ Each step, with ``q' = delta[q, label(s')]`` (see :func:`jaxsafe.automaton.step_
     info       = {..., "violation", "automaton_state" (q'), "accepting", "cost", "env_reward",
                   "label", "label_out_of_range", "episode_violations"}
 
-Reward modes are presets of those numbers (:data:`REWARD_MODES`): ``"paper"`` (+0.1 per safe
-step, -0.1 and termination on violation), ``"shaping"`` (potential-based shaping only, terminate
-on violation), ``"cost"`` (environment reward untouched, ``info["cost"] = 1`` on a violation, no
-termination; the automaton then restarts from its initial state so later violations are counted
-again). All are array fields of :class:`SafeguardParams`, so one compiled program serves every
-mode and spec, and a curriculum swaps ``params`` between stages.
+Reward modes are presets of those numbers (:data:`REWARD_MODES`):
+
+* ``"paper"``: +0.1 per safe step, -0.1 and termination on a violation (the authors' reward).
+* ``"shaping"``: the paper reward **plus** potential-based shaping (Ng et al., 1999)
+  :math:`F(q, q') = \gamma \Phi(q') - \Phi(q)` with :math:`\Phi(\text{terminal}) = 0`.
+  Along any episode the shaping telescopes to :math:`-\Phi(q_0) + \gamma^T \Phi(q_T)`
+  (the last term only on truncation), so the optimal policy is the paper reward's. Every
+  potential of :data:`jaxsafe.automaton.POTENTIALS` is in ``[0, 1]`` and 0 on violation sinks,
+  so a violation pays :math:`-0.1 - \Phi(q)` and a safe step :math:`0.1 + \gamma\Phi(q') -
+  \Phi(q)`: a violation never pays more than staying safe.
+* ``"cost"``: environment reward untouched, ``info["cost"] = 1`` on a violation, no termination;
+  the automaton then restarts from its initial state so later violations are counted again.
+
+All are array fields of :class:`SafeguardParams`, so one compiled program serves every mode and
+spec, and a curriculum swaps ``params`` between stages.
 
 Labels outside ``[0, L)`` are clamped and flagged in ``info["label_out_of_range"]`` (no
 exception can be raised inside jit).
@@ -28,7 +39,7 @@ exception can be raised inside jit).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,20 +51,28 @@ from jaxsafe.automaton import (
     POTENTIALS,
     Automaton,
     compile_spec,
+    namespace,
     stack_automata,
     step_automaton,
 )
 from jaxsafe.labelling import Labeller, check_alphabet
 from jaxsafe.spec import Spec, SpecError
 
-__all__ = ["REWARD_MODES", "SafeguardParams", "SafeguardState", "SafeguardWrapper"]
+__all__ = [
+    "REWARD_MODES",
+    "SafeguardOutcome",
+    "SafeguardParams",
+    "SafeguardState",
+    "SafeguardWrapper",
+    "safeguard_step",
+]
 
 REWARD_MODES: dict[str, dict[str, Any]] = {
     "paper": dict(
         safe_reward=0.1, violation_reward=-0.1, shaping_coef=0.0, terminate_on_violation=True
     ),
     "shaping": dict(
-        safe_reward=0.0, violation_reward=0.0, shaping_coef=1.0, terminate_on_violation=True
+        safe_reward=0.1, violation_reward=-0.1, shaping_coef=1.0, terminate_on_violation=True
     ),
     "cost": dict(
         safe_reward=0.0, violation_reward=0.0, shaping_coef=0.0, terminate_on_violation=False
@@ -86,6 +105,67 @@ class SafeguardParams:
     shaping_coef: jax.Array
     gamma: jax.Array
     terminate_on_violation: jax.Array
+
+
+class SafeguardOutcome(NamedTuple):
+    """What one safeguard step decides (all arrays of the caller's namespace, same batch shape).
+
+    ``q_next`` int32: ``delta[q, symbol]`` (the sink on a violation); ``q_kept``: the state to
+    carry on with (the initial state after a non-terminating violation, else ``q_next``);
+    ``violation``, ``accepting``, ``terminated``, ``out_of_range`` bool; ``reward`` float32: the
+    safeguard's part of the reward (add the environment's).
+    """
+
+    q_next: Any
+    q_kept: Any
+    violation: Any
+    accepting: Any
+    terminated: Any
+    reward: Any
+    out_of_range: Any
+
+
+def safeguard_step(
+    aut: Automaton, numbers: Any, q: Any, symbol: Any, env_terminated: Any = False
+) -> SafeguardOutcome:
+    """One safeguard step for NumPy or JAX arrays (the namespace follows ``aut``'s leaves).
+
+    Args:
+      aut: compiled automaton (JAX leaves inside jit, NumPy leaves on the host, see
+        :func:`jaxsafe.automaton.as_numpy`).
+      numbers: anything with attributes ``safe_reward``, ``violation_reward``, ``shaping_coef``,
+        ``gamma``, ``terminate_on_violation`` (a :class:`SafeguardParams`, or a namespace of
+        floats).
+      q: int[...] current automaton state; symbol: int[...] label of the next env state.
+      env_terminated: bool[...] whether the environment itself terminated.
+
+    Returns:
+      :class:`SafeguardOutcome`; ``reward = sr [acc & ~viol] + vr [viol] + c (gamma Phi(q')
+      (1 - terminated) - Phi(q))`` (see the module docstring).
+    """
+    xp = namespace(aut)
+    q_next, out_of_range = step_automaton(aut, q, symbol)
+    violation = aut.violation[q_next]
+    accepting = aut.accepting[q_next]
+    stop_on_violation = xp.asarray(numbers.terminate_on_violation, bool)
+    terminated = xp.logical_or(xp.asarray(env_terminated, bool), stop_on_violation & violation)
+    phi_next = xp.where(terminated, 0.0, aut.potential[q_next])
+    shaping = numbers.gamma * phi_next - aut.potential[q]
+    reward = (
+        xp.where(violation, numbers.violation_reward, 0.0)
+        + xp.where(accepting & ~violation, numbers.safe_reward, 0.0)
+        + numbers.shaping_coef * shaping
+    )
+    q_kept = xp.where(violation & ~stop_on_violation, aut.initial, q_next)
+    return SafeguardOutcome(
+        q_next=q_next,
+        q_kept=q_kept,
+        violation=violation,
+        accepting=accepting,
+        terminated=terminated,
+        reward=xp.asarray(reward, xp.float32),
+        out_of_range=out_of_range,
+    )
 
 
 class SafeguardWrapper(environment.Environment):
@@ -234,41 +314,30 @@ class SafeguardWrapper(environment.Environment):
         self, key: jax.Array, state: SafeguardState, action: Any, params: SafeguardParams
     ) -> tuple[Any, SafeguardState, jax.Array, jax.Array, dict[str, Any]]:
         self._check_params(params)
-        aut = params.automaton
         obs, env_state, reward, env_terminated, info = self._env.step_env(
             key, state.env_state, action, params.env_params
         )
         symbol = jnp.asarray(self.labeller(env_state), jnp.int32)
-        q_next, out_of_range = step_automaton(aut, state.q, symbol)
-        violation = aut.violation[q_next]
-        accepting = aut.accepting[q_next]
-        terminated = jnp.logical_or(env_terminated, params.terminate_on_violation & violation)
-        phi_next = jnp.where(terminated, 0.0, aut.potential[q_next])
-        shaping = params.gamma * phi_next - aut.potential[state.q]
-        safeguard_reward = (
-            jnp.where(violation, params.violation_reward, 0.0)
-            + jnp.where(accepting & ~violation, params.safe_reward, 0.0)
-            + params.shaping_coef * shaping
-        )
-        q_kept = jnp.where(violation & ~params.terminate_on_violation, aut.initial, q_next)
+        out = safeguard_step(params.automaton, params, state.q, symbol, env_terminated)
         new_state = SafeguardState(
             env_state=env_state,
-            q=q_kept.astype(jnp.int32),
-            episode_violations=state.episode_violations + violation.astype(jnp.int32),
+            q=out.q_kept.astype(jnp.int32),
+            episode_violations=state.episode_violations + out.violation.astype(jnp.int32),
         )
         info = {
             **info,
-            "violation": violation,
-            "automaton_state": q_next,
-            "accepting": accepting,
-            "cost": violation.astype(jnp.float32),
+            "violation": out.violation,
+            "automaton_state": out.q_next,
+            "accepting": out.accepting,
+            "cost": out.violation.astype(jnp.float32),
             "env_reward": jnp.asarray(reward, jnp.float32),
             "label": symbol,
-            "label_out_of_range": out_of_range,
+            "label_out_of_range": out.out_of_range,
             "episode_violations": new_state.episode_violations,
         }
-        reward = jnp.asarray(reward, jnp.float32) + safeguard_reward
-        return self._observe(obs, new_state.q, aut), new_state, reward, terminated, info
+        reward = jnp.asarray(reward, jnp.float32) + out.reward
+        aut = params.automaton
+        return self._observe(obs, new_state.q, aut), new_state, reward, out.terminated, info
 
     def reset_env(self, key: jax.Array, params: SafeguardParams) -> tuple[Any, SafeguardState]:
         self._check_params(params)

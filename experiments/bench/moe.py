@@ -1,55 +1,68 @@
 """MoE layer benchmark (JSON on stdout and in a file): ``python -m experiments.bench.moe``.
 
-Forward + backward, float32, on CPU, compile time excluded. Every figure compares
-variants timed **side by side in one process**: each repeat runs every variant in
-turn (an untimed call, then a timed one), and a ratio is the median over repeats of
-the per-repeat ratio (the machine may be shared, so interleaving matters more than
-the repeat count). Each step is
-``jax.grad`` of ``sum(y · c)`` with a fixed random ``c`` (a broadcast cotangent would let
-XLA simplify the dense baseline's backward pass) plus the layer's auxiliary loss,
-differentiated w.r.t. the input and all weights.
+Forward + backward, float32, compile time excluded. Every figure compares variants
+timed **side by side in one process** through ``experiments.bench.timing`` (each repeat
+runs every variant in turn, an untimed call then a timed one), and every ratio is the
+``{median, min, max}`` of the per-repeat ratios. Each step is ``jax.grad`` of
+``sum(y · c)`` with a fixed random ``c`` (a broadcast cotangent would let XLA simplify the
+dense baseline's backward pass) plus the layer's auxiliary loss, differentiated w.r.t.
+the input and all weights. Progress goes to stderr.
 
 Keys (main shape T=8192, d_model=256, E=16, k=2, d_expert=256; ``large`` repeats the
-first four at T=8192, d_model=512, E=32, k=4, d_expert=256, OLMoE-like fine experts):
+layer keys at T=8192, d_model=512, E=32, k=4, d_expert=256, OLMoE-like fine experts):
 
-  moe_over_dense          dropless layer ÷ dense SwiGLU MLP with d_ff = k·d_expert
-                          (same active FLOPs). Target ≤ 1.3.
+  moe_over_dense          dropless layer (``grouped_matmul="auto"``) ÷ dense SwiGLU MLP with
+                          d_ff = k·d_expert (same active FLOPs). Target ≤ 1.1 (large ≤ 1.2).
   allexperts_over_moe     a layer that runs every expert on every token and weights
                           them by the (mostly zero) gates ÷ the dropless layer. Target ≥ 5.
   capacity_over_dropless  capacity dispatch (capacity factor 1.25) ÷ dropless.
-  simbal_overhead         extra step time from adding SimBal (coefficient 0.1) ÷ step
-                          time, measured as the cost of the SimBal loss + gradient alone
-                          (the paired difference of two ~100 ms steps is below timing
-                          noise); ``simbal_overhead_paired`` is that noisy paired figure.
+  simbal_overhead         cost of the SimBal loss + gradient alone ÷ the dropless step
+                          (``simbal_overhead_paired``: the noisy paired difference).
   gflops_fraction         achieved FLOP/s of the dropless layer (useful FLOPs: 3 × the
-                          forward's 2·T·k·3·d·d_expert + router) ÷ FLOP/s of one
-                          2048³ float32 matmul.
+                          forward's 2·T·k·3·d·d_expert + router) ÷ FLOP/s of one 2048³
+                          float32 matmul.
   sharded_over_single     the layer on a 2×4 (data × expert) mesh of 8 fake CPU devices
                           (a subprocess with ``--xla_force_host_platform_device_count=8``)
-                          ÷ the single-device layer of the main measurement (a sanity figure:
-                          the fake devices share the two cores). The main measurement runs in
-                          a process with one CPU device: on this XLA:CPU build, merely creating
-                          8 fake devices slows the single-device MoE step by ~35% (the dense
-                          MLP is unaffected), so single-device figures are not taken there.
+                          ÷ the single-device layer of the main measurement (a sanity
+                          figure: the fake devices share the cores).
                           ``sharded_over_single_same_process`` is the ratio inside the
-                          8-device process.
-
-  ragged_dot_over_dense   the expert matmuls alone (perfectly balanced groups, no routing)
-                          through ``jax.lax.ragged_dot`` ÷ the dense MLP: why the layer does
-                          not use it on CPU (XLA lowers it to a zero-padded dense matmul).
+                          8-device process (creating 8 fake devices slows XLA:CPU's MoE step).
+  ragged_dot_over_dense   the expert matmuls alone (balanced groups, no routing) through
+                          ``jax.lax.ragged_dot`` ÷ the dense MLP: near E/k where XLA lowers it
+                          to a zero-padded dense matmul (CPU), far lower with a grouped GEMM.
+  backends                ``{backend: {"moe_over_dense", "seconds"}}``: the whole layer step
+                          with each grouped-matmul backend of ``--backends``, side by side
+                          with the same dense step.
+  backends_max_abs_diff   ``{backend: max |Δ|}`` over the outputs and all gradients of each
+                          backend against ``tiled`` at a small shape (T=512, d=64, E=8, k=2),
+                          megablox in Pallas interpret mode off TPU (0 means bit-identical).
+  lm_moe_over_dense, lm_tokens_per_s, lm_mfu
+                          the MoE language model's train step (``experiments.bench.moe_lm``,
+                          merged when that module exists).
 
 Also reported: ``seconds`` (median step times), ``rows_over_assignments`` (rows the
 grouped matmul ran ÷ T·k: tile padding), device and load information.
+
+GPU/TPU check (the one command to run on a lent accelerator; < 3 minutes)::
+
+    python -m experiments.bench.moe --accelerator-check
+    # the same through make: make bench-moe ARGS=--accelerator-check
+
+the same as ``--no-large --no-sharded --quick-lm --repeats 5`` with every backend native
+to the platform timed under ``backends`` (the default ``--backends``: ``tiled`` on CPU,
+``tiled,ragged_dot`` on GPU, ``tiled,ragged_dot,megablox`` on TPU; megablox off TPU only
+interprets, so it is timed on CPU only when asked for). ``backends_max_abs_diff`` covers
+all three backends on CPU and TPU and the native ones on GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -57,35 +70,18 @@ import numpy as np
 from flax import nnx
 
 from experiments.bench.report import default_out, emit
+from experiments.bench.timing import progress, ratio, side_by_side, spread
 from jaxmoe import MoEConfig, MoELayer, all_experts_swiglu, moe_forward, simbal_loss
 from jaxmoe.experts import swiglu
 from jaxmoe.routing import router_logits, token_choice
 
 MAIN = dict(tokens=8192, d_model=256, num_experts=16, top_k=2, d_expert=256)
 LARGE = dict(tokens=8192, d_model=512, num_experts=32, top_k=4, d_expert=256)
+DIFF = dict(tokens=512, d_model=64, num_experts=8, top_k=2, d_expert=64)
 SEQ = 1024  # tokens per sequence (fewer for small shapes, so the batch splits over 8 devices)
-
-
-def _timed_side_by_side(steps: dict, repeats: int) -> dict[str, np.ndarray]:
-    """Runs each compiled step once per repeat, in turn; returns seconds per step.
-
-    Each timed call follows an untimed call of the same step, so a step is not charged
-    for the cache and page state a different (e.g. much larger) step left behind.
-    """
-    for fn, args in steps.values():  # compile
-        jax.block_until_ready(fn(*args))
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, (fn, args) in steps.items():
-            jax.block_until_ready(fn(*args))
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - start)
-    return {name: np.asarray(t) for name, t in times.items()}
-
-
-def _ratio(times, a, b) -> float:
-    return float(np.median(times[a] / times[b]))
+BACKENDS = ("tiled", "ragged_dot", "megablox")
+LM_MODULE = "experiments.bench.moe_lm"
+NATIVE = {"cpu": ("tiled",), "gpu": ("tiled", "ragged_dot"), "tpu": BACKENDS}
 
 
 def _config(shape: dict, **kw) -> MoEConfig:
@@ -98,71 +94,95 @@ def _config(shape: dict, **kw) -> MoEConfig:
     )
 
 
-def _steps(shape: dict, seed: int = 0, with_all: bool = True):
-    """Compiled gradient steps for the dense baseline and the MoE variants."""
+def _inputs(shape: dict, seed: int = 0):
     tokens, d = shape["tokens"], shape["d_model"]
-    k, de, num_experts = shape["top_k"], shape["d_expert"], shape["num_experts"]
-    keys = jax.random.split(jax.random.key(seed), 4)
+    keys = jax.random.split(jax.random.key(seed), 2)
     seq = min(SEQ, max(1, tokens // 8))
     x = jax.random.normal(keys[0], (tokens // seq, seq, d), jnp.float32)
-    cot = jax.random.normal(keys[1], x.shape, jnp.float32)
-    dense_w = (
-        jax.random.normal(keys[2], (d, 2 * k * de)) * d**-0.5,
-        jax.random.normal(keys[3], (k * de, d)) * (k * de) ** -0.5,
+    return x, jax.random.normal(keys[1], x.shape, jnp.float32)
+
+
+def _moe_grad(cfg: MoEConfig, cot: jax.Array, mesh=None):
+    def loss(p, x):
+        y, aux = moe_forward(p, x, cfg, mesh=mesh)
+        return jnp.sum(y * cot) + aux.loss
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+
+def _dense_grad(shape: dict, cot: jax.Array, seed: int = 0):
+    d, k, de = shape["d_model"], shape["top_k"], shape["d_expert"]
+    keys = jax.random.split(jax.random.key(seed + 1), 2)
+    w = (
+        jax.random.normal(keys[0], (d, 2 * k * de)) * d**-0.5,
+        jax.random.normal(keys[1], (k * de, d)) * (k * de) ** -0.5,
     )
 
     def dense(w, x):
-        y = swiglu(x.reshape(-1, d), *w)
+        return jnp.sum(swiglu(x.reshape(-1, d), *w) * cot.reshape(-1, d))
+
+    return jax.jit(jax.grad(dense, argnums=(0, 1))), w
+
+
+def _all_experts_grad(shape: dict, cot: jax.Array):
+    d, k = shape["d_model"], shape["top_k"]
+
+    def loss(p, x):
+        xf = x.reshape(-1, d)
+        r = token_choice(router_logits(xf, p.router_kernel), k)
+        rows = jnp.arange(xf.shape[0])[:, None]
+        gates = jnp.zeros((xf.shape[0], shape["num_experts"])).at[rows, r.expert_ids].set(r.gates)
+        y = jnp.sum(all_experts_swiglu(xf, p.w_in, p.w_down) * gates[..., None], axis=1)
         return jnp.sum(y * cot.reshape(-1, d))
 
-    def moe(cfg):
-        def loss(p, x):
-            y, aux = moe_forward(p, x, cfg)
-            return jnp.sum(y * cot) + aux.loss
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
-        return loss
 
-    def all_experts(cfg):
-        def loss(p, x):
-            xf = x.reshape(-1, d)
-            r = token_choice(router_logits(xf, p.router_kernel), k)
-            gates = (
-                jnp.zeros((xf.shape[0], num_experts))
-                .at[jnp.arange(xf.shape[0])[:, None], r.expert_ids]
-                .set(r.gates)
-            )
-            w_in = jnp.concatenate([p.w_gate, p.w_up], -1)
-            y = jnp.sum(all_experts_swiglu(xf, w_in, p.w_down) * gates[..., None], axis=1)
-            return jnp.sum(y * cot.reshape(-1, d))
-
-        return loss
-
+def _variants(shape: dict, backends, with_all: bool = True):
+    """Zero-argument step callables for ``side_by_side``, and the shared params/input."""
+    x, cot = _inputs(shape)
     base = _config(shape, losses=())
-    params = MoELayer(base, rngs=nnx.Rngs(seed)).params()
-    grad = lambda f: jax.jit(jax.grad(f, argnums=(0, 1)))  # noqa: E731
+    params = MoELayer(base, rngs=nnx.Rngs(0)).params()
+    dense, dense_w = _dense_grad(shape, cot)
     steps = {
-        "dense": (grad(dense), (dense_w, x)),
-        "dropless": (grad(moe(base)), (params, x)),
-        "dropless_simbal": (grad(moe(_config(shape, losses={"simbal": 0.1}))), (params, x)),
-        "capacity": (grad(moe(_config(shape, losses=(), dispatch="capacity"))), (params, x)),
+        "dense": dense,
+        "dropless": _moe_grad(base, cot),
+        "dropless_simbal": _moe_grad(_config(shape, losses={"simbal": 0.1}), cot),
+        "capacity": _moe_grad(_config(shape, losses=(), dispatch="capacity"), cot),
     }
     if with_all:
-        steps["all_experts"] = (grad(all_experts(base)), (params, x))
-    return steps, params, x, base
+        steps["all_experts"] = _all_experts_grad(shape, cot)
+    for name in backends:
+        steps[f"backend_{name}"] = _moe_grad(_config(shape, losses=(), grouped_matmul=name), cot)
+    args = {name: (dense_w, x) if name == "dense" else (params, x) for name in steps}
+    variants = {name: (lambda f=fn, a=args[name]: f(*a)) for name, fn in steps.items()}
+    return variants, params, x, base
 
 
-def _ragged_dot_ratio(shape: dict, repeats: int) -> float:
+def _seconds(times) -> dict:
+    return {name: round(float(np.median(t)), 6) for name, t in times.items()}
+
+
+def _backend_keys(times, backends) -> dict:
+    return {
+        name: {
+            "moe_over_dense": ratio(times, f"backend_{name}", "dense"),
+            "seconds": spread(times[f"backend_{name}"], 6),
+        }
+        for name in backends
+    }
+
+
+def _ragged_dot_ratio(shape: dict, repeats: int) -> dict:
     t, d, k, de, e = (shape[n] for n in ("tokens", "d_model", "top_k", "d_expert", "num_experts"))
-    keys = jax.random.split(jax.random.key(3), 7)
+    keys = jax.random.split(jax.random.key(3), 6)
     rows = jax.random.normal(keys[0], (t * k, d), jnp.float32)
     cot = jax.random.normal(keys[1], (t * k, d), jnp.float32)
     sizes = jnp.full((e,), t * k // e, jnp.int32)
     w_in = jax.random.normal(keys[2], (e, d, 2 * de)) * d**-0.5
     w_out = jax.random.normal(keys[3], (e, de, d)) * de**-0.5
-    dense_w = (
-        jax.random.normal(keys[4], (d, 2 * k * de)) * d**-0.5,
-        jax.random.normal(keys[5], (k * de, d)) * (k * de) ** -0.5,
-    )
+    w1 = jax.random.normal(keys[4], (d, 2 * k * de)) * d**-0.5
+    w2 = jax.random.normal(keys[5], (k * de, d)) * (k * de) ** -0.5
 
     def ragged(w_in, w_out, x):
         h = jax.lax.ragged_dot(x, w_in, sizes)
@@ -173,14 +193,46 @@ def _ragged_dot_ratio(shape: dict, repeats: int) -> float:
         return jnp.sum(swiglu(x, w1, w2) * cot[:t])
 
     grad = lambda f: jax.jit(jax.grad(f, argnums=(0, 1, 2)))  # noqa: E731
-    times = _timed_side_by_side(
+    dense_step, ragged_step = grad(dense), grad(ragged)
+    times = side_by_side(
         {
-            "dense": (grad(dense), (*dense_w, rows[:t])),
-            "ragged": (grad(ragged), (w_in, w_out, rows)),
+            "dense": lambda: dense_step(w1, w2, rows[:t]),
+            "ragged": lambda: ragged_step(w_in, w_out, rows),
         },
         repeats,
     )
-    return _ratio(times, "ragged", "dense")
+    return ratio(times, "ragged", "dense")
+
+
+def backends_max_abs_diff(shape: dict = DIFF, backends=None) -> dict:
+    """``{backend: max |Δ|}`` of outputs and all gradients against the tiled backend.
+
+    ``backends`` None: all of them on CPU and TPU, the native ones elsewhere (GPU).
+    """
+    if backends is None:
+        cpu_or_tpu = jax.default_backend() in ("cpu", "tpu")
+        backends = BACKENDS if cpu_or_tpu else default_backends()
+    x, cot = _inputs(shape, seed=7)
+    params = MoELayer(_config(shape, losses=()), rngs=nnx.Rngs(1)).params()
+
+    def run(name):
+        cfg = _config(shape, losses=("lbl", "z_loss"), grouped_matmul=name)
+
+        def loss(p, x):
+            y, aux = moe_forward(p, x, cfg)
+            return jnp.sum(y * cot) + aux.loss, y
+
+        grads, y = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+        return [np.asarray(a) for a in jax.tree.leaves((y, grads))]
+
+    want = run("tiled")
+    out = {}
+    for name in backends:
+        if name != "tiled":
+            progress(f"backends_max_abs_diff: {name} vs tiled at {shape}")
+            got = run(name)
+            out[name] = float(max(np.max(np.abs(a - b)) for a, b in zip(got, want)))
+    return out
 
 
 def _rows_over_assignments(params, x, cfg) -> float:
@@ -193,7 +245,8 @@ def _matmul_flops_per_s(repeats: int) -> float:
     n = 2048
     a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
-    times = _timed_side_by_side({"mm": (jax.jit(jnp.matmul), (a, b))}, repeats)
+    mm = jax.jit(jnp.matmul)
+    times = side_by_side({"mm": lambda: mm(a, b)}, repeats)
     return 2 * n**3 / float(np.median(times["mm"]))
 
 
@@ -205,30 +258,24 @@ def _layer_flops(shape: dict) -> float:
 
 def _simbal_cost(params, repeats: int) -> float:
     step = jax.jit(jax.grad(lambda r: 0.1 * simbal_loss(r)))
-    times = _timed_side_by_side({"simbal": (step, (params.router_kernel,))}, repeats)
+    times = side_by_side({"simbal": lambda: step(params.router_kernel)}, repeats)
     return float(np.median(times["simbal"]))
 
 
 def _sharded(shape: dict, repeats: int) -> dict:
     """Expert-parallel (2×4 mesh) vs single-device steps, in this (8-device) process."""
     mesh = jax.make_mesh((2, 4), ("data", "expert"))
-    _, params, x, base = _steps(shape, with_all=False)
-    cot = jax.random.normal(jax.random.key(5), x.shape, jnp.float32)
-
-    def loss(mesh):
-        def f(p, x):
-            y, aux = moe_forward(p, x, base, mesh=mesh)
-            return jnp.sum(y * cot) + aux.loss
-
-        return jax.jit(jax.grad(f, argnums=(0, 1)))
-
-    times = _timed_side_by_side(
-        {"single": (loss(None), (params, x)), "sharded": (loss(mesh), (params, x))}, repeats
+    x, cot = _inputs(shape)
+    base = _config(shape, losses=())
+    params = MoELayer(base, rngs=nnx.Rngs(0)).params()
+    single, sharded = _moe_grad(base, cot), _moe_grad(base, cot, mesh)
+    times = side_by_side(
+        {"single": lambda: single(params, x), "sharded": lambda: sharded(params, x)}, repeats
     )
     return {
         "sharded_s": float(np.median(times["sharded"])),
         "single_s": float(np.median(times["single"])),
-        "ratio": _ratio(times, "sharded", "single"),
+        "ratio": ratio(times, "sharded", "single"),
     }
 
 
@@ -236,65 +283,96 @@ def _sharded_subprocess(shape: dict, repeats: int) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     flags = env.get("XLA_FLAGS", "")
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8".strip()
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.bench.moe",
-        "--sharded-only",
-        "--repeats",
-        str(repeats),
-        "--shape",
-        json.dumps(shape),
-    ]
+    cmd = [sys.executable, "-m", "experiments.bench.moe", "--sharded-only"]
+    cmd += ["--repeats", str(repeats), "--shape", json.dumps(shape)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _lm_results(quick: bool) -> dict:
+    """The MoE-LM keys from ``experiments.bench.moe_lm`` when that module exists."""
+    try:
+        moe_lm = importlib.import_module(LM_MODULE)
+    except ModuleNotFoundError as err:
+        if err.name != LM_MODULE:  # a missing dependency *of* moe_lm is a real error
+            raise
+        progress("experiments.bench.moe_lm not found: no lm_* keys")
+        return {}
+    progress("MoE language model step (experiments.bench.moe_lm)")
+    return moe_lm.run(quick=quick)
+
+
+def default_backends(platform: str | None = None) -> tuple[str, ...]:
+    """Backends that run natively on ``platform`` (megablox off TPU only interprets)."""
+    return NATIVE.get(platform or jax.default_backend(), ("tiled", "ragged_dot"))
+
+
+def _layer_keys(times, params, x, base, shape, peak, repeats) -> dict:
+    step_s = float(np.median(times["dropless"]))
+    return {
+        "moe_over_dense": ratio(times, "dropless", "dense"),
+        "capacity_over_dropless": ratio(times, "capacity", "dropless"),
+        "simbal_overhead": round(_simbal_cost(params, 3 * repeats) / step_s, 6),
+        "simbal_overhead_paired": round(
+            float(np.median(times["dropless_simbal"] / times["dropless"])) - 1.0, 4
+        ),
+        "gflops_fraction": round(_layer_flops(shape) / step_s / peak, 4),
+        "layer_gflops_per_s": round(_layer_flops(shape) / step_s / 1e9, 3),
+        "rows_over_assignments": _rows_over_assignments(params, x, base),
+        "seconds": _seconds(times),
+        "shape": shape,
+    }
+
+
 def run(
-    repeats: int = 7, main: dict = MAIN, large: dict | None = LARGE, sharded: bool = True
+    repeats: int = 7,
+    main: dict = MAIN,
+    large: dict | None = LARGE,
+    sharded: bool = True,
+    backends=None,
+    diff_shape: dict | None = DIFF,
+    lm: bool = True,
+    quick_lm: bool = False,
 ) -> dict:
     """Runs every measurement; returns the JSON-ready result.
 
     ``main`` / ``large`` are shapes (``large=None`` skips the second one); ``sharded=False``
-    skips the 8-device subprocess (its keys are then None).
+    skips the 8-device subprocess (its keys are then None); ``backends`` are the
+    grouped-matmul backends timed under ``backends`` (None: ``default_backends()``);
+    ``diff_shape=None`` skips ``backends_max_abs_diff``; ``lm=False`` skips the LM keys.
     """
-    out: dict = {}
-    steps, params, x, base = _steps(main)
-    t = _timed_side_by_side(steps, repeats)
-    out["moe_over_dense"] = _ratio(t, "dropless", "dense")
-    out["allexperts_over_moe"] = _ratio(t, "all_experts", "dropless")
-    out["capacity_over_dropless"] = _ratio(t, "capacity", "dropless")
-    step_s = float(np.median(t["dropless"]))
-    out["simbal_overhead"] = _simbal_cost(params, 3 * repeats) / step_s
-    out["simbal_overhead_paired"] = _ratio(t, "dropless_simbal", "dropless") - 1.0
+    backends = tuple(backends or default_backends())
+    progress(f"main shape {main}: dense, dropless, capacity, all experts, backends {backends}")
+    variants, params, x, base = _variants(main, backends)
+    times = side_by_side(variants, repeats)
+    progress("matmul peak, SimBal cost, rows")
     peak = _matmul_flops_per_s(repeats)
-    out["gflops_fraction"] = _layer_flops(main) / step_s / peak
-    ep = _sharded_subprocess(main, repeats) if sharded else None
-    out["sharded_over_single"] = ep["sharded_s"] / step_s if ep else None
-    out["sharded_over_single_same_process"] = ep["ratio"] if ep else None
-    out["rows_over_assignments"] = _rows_over_assignments(params, x, base)
+    out: dict = _layer_keys(times, params, x, base, main, peak, repeats)
+    out["allexperts_over_moe"] = ratio(times, "all_experts", "dropless")
+    out["backends"] = _backend_keys(times, backends)
+    out["matmul_gflops_per_s"] = round(peak / 1e9, 3)
+    progress("ragged_dot expert matmuls vs dense")
     out["ragged_dot_over_dense"] = _ragged_dot_ratio(main, min(3, repeats))
-    out["seconds"] = {name: float(np.median(v)) for name, v in t.items()}
-    out["matmul_gflops_per_s"] = peak / 1e9
-    out["layer_gflops_per_s"] = _layer_flops(main) / step_s / 1e9
-    out["shape"] = main
+    if diff_shape is not None:
+        out["backends_max_abs_diff"] = backends_max_abs_diff(diff_shape)
+    if sharded:
+        progress("expert-parallel 2×4 mesh in an 8-device subprocess")
+    ep = _sharded_subprocess(main, repeats) if sharded else None
+    step_s = float(np.median(times["dropless"]))
+    out["sharded_over_single"] = round(ep["sharded_s"] / step_s, 4) if ep else None
+    out["sharded_over_single_same_process"] = ep["ratio"] if ep else None
     if large is not None:
-        steps_l, params_l, x_l, base_l = _steps(large, with_all=False)
-        tl = _timed_side_by_side(steps_l, max(3, repeats // 2))
-        step_l = float(np.median(tl["dropless"]))
-        out["large"] = {
-            "shape": large,
-            "moe_over_dense": _ratio(tl, "dropless", "dense"),
-            "capacity_over_dropless": _ratio(tl, "capacity", "dropless"),
-            "simbal_overhead": _simbal_cost(params_l, 3 * repeats) / step_l,
-            "gflops_fraction": _layer_flops(large) / step_l / peak,
-            "rows_over_assignments": _rows_over_assignments(params_l, x_l, base_l),
-            "seconds": {name: float(np.median(v)) for name, v in tl.items()},
-        }
+        progress(f"large shape {large}")
+        variants_l, params_l, x_l, base_l = _variants(large, (), with_all=False)
+        times_l = side_by_side(variants_l, max(3, repeats // 2))
+        out["large"] = _layer_keys(times_l, params_l, x_l, base_l, large, peak, repeats)
+    if lm:
+        out.update(_lm_results(quick_lm))
     out["repeats"] = repeats
     out["device"] = f"{jax.devices()[0].device_kind} x{jax.device_count()} ({os.cpu_count()} cores)"
+    out["backend"] = jax.default_backend()
     out["jax"] = jax.__version__
-    out["load_average"] = list(os.getloadavg())
+    out["load_average"] = [round(v, 2) for v in os.getloadavg()]
     return out
 
 
@@ -303,13 +381,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=default_out("moe"), help="also write the JSON here")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-large", action="store_true", help="skip the larger shape")
+    parser.add_argument("--no-sharded", action="store_true", help="skip the 8-device subprocess")
+    parser.add_argument("--no-lm", action="store_true", help="skip the MoE-LM keys")
+    parser.add_argument("--quick-lm", action="store_true", help="MoE-LM keys at a small shape")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help=f"comma-separated grouped-matmul backends to time, from {BACKENDS} "
+        "(default: the ones native to this platform)",
+    )
+    parser.add_argument(
+        "--accelerator-check",
+        action="store_true",
+        help="the short GPU/TPU check: --no-large --no-sharded --quick-lm --repeats 5",
+    )
     parser.add_argument("--sharded-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", default=json.dumps(MAIN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.accelerator_check:
+        args.no_large, args.no_sharded, args.quick_lm, args.repeats = True, True, True, 5
     if args.sharded_only:  # child process with 8 fake devices
         print(json.dumps(_sharded(json.loads(args.shape), args.repeats)))
         return 0
-    result = run(repeats=args.repeats, large=None if args.no_large else LARGE)
+    backends = None
+    if args.backends:
+        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+        unknown = sorted(set(backends) - set(BACKENDS))
+        if unknown:
+            parser.error(f"unknown backends {unknown}; choose from {BACKENDS}")
+    result = run(
+        repeats=args.repeats,
+        large=None if args.no_large else LARGE,
+        sharded=not args.no_sharded,
+        backends=backends,
+        lm=not args.no_lm,
+        quick_lm=args.quick_lm,
+    )
     emit(result, args.out)
     return 0
 

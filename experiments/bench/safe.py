@@ -1,24 +1,30 @@
-"""Safeguard throughput benchmark (JSON on stdout): ``python -m experiments.bench.safe``.
+"""Safeguard and tabular-protocol throughput (JSON on stdout): ``python -m experiments.bench.safe``.
 
-Every number is environment steps per second of a jitted ``lax.scan`` over steps of a
-``vmap``-ed ``env.step`` (random actions, gymnax auto-reset), compile excluded
-(``jit(...).lower(...).compile()`` first), median of timed ``block_until_ready`` calls. Compared
-programs are timed interleaved in one process and each ratio is the median of the paired
-(back-to-back) ratios, so it is robust to a shared machine; absolute steps/s (median) are
-printed for context.
+Every program is timed side by side with its comparison through
+:mod:`experiments.bench.timing` (compile excluded; each ratio is the spread, median/min/max, of
+the per-repeat ratios of programs timed back to back); progress goes to stderr. Environment
+rollouts are the library's own :func:`jaxsafe.rollout.rollout` (random actions, gymnax
+auto-reset).
 
-Keys (throughput ratios, first / second):
-  gridworld_safeguard_over_bare  gridworld + SG3 safeguard / bare gridworld, per env count
-  cartpole_safeguard_over_bare   gymnax CartPole + a 3-state spec / bare CartPole (1024 envs)
-  multispec16_over_single        16 different specs x 64 envs / SG3 x 1024 envs
-  speedup_vs_python              gridworld + SG3 at 1024 envs / a plain-Python loop of the same
+Keys (throughput ratios, first / second, each ``{"median", "min", "max"}``):
+  gridworld_safeguard_over_bare        gridworld + SG3 safeguard / bare gridworld, per env count
+  cartpole_safeguard_over_bare         gymnax CartPole + a 3-state spec / bare CartPole (1024 envs)
+  multispec16_over_single              16 different specs x 64 envs / SG3 x 1024 envs
+  env_automaton_speedup_vs_python      gridworld + SG3 at 1024 envs / a plain-Python loop of the
+                                       same env + automaton only (random actions, no agent)
+  tabular_protocol_speedup_vs_authors  the whole 5000-episode faithful Q-learning protocol for 5
+                                       seeds vmapped (env steps/s) / a plain-Python loop of the
+                                       authors' training step (slip grid step, label lookup,
+                                       automaton step, epsilon-greedy, Q update on a dict Q-table
+                                       keyed by ``str([row, col, q])``), run for fewer episodes
+  ppo_*                                merged from :mod:`experiments.bench.safe_ppo` when present
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
-import statistics
 import time
 import warnings
 
@@ -28,9 +34,12 @@ import numpy as np
 from gymnax.environments.classic_control import CartPole
 
 import jaxsafe
+from experiments.bench import timing
 from experiments.bench.report import default_out, emit
+from jaxsafe.agents import QLearningConfig, make_qlearning, stage_episodes
 from jaxsafe.envs import GRIDWORLD_LABELLER, LABELS, GridWorld
 from jaxsafe.envs.gridworld import OBJECTS, SIZE, START
+from jaxsafe.rollout import random_policy, rollout
 
 CARTPOLE_SPEC = {
     "name": "cartpole_centre",
@@ -86,29 +95,16 @@ def random_specs(k: int, seed: int = 0) -> list[jaxsafe.Spec]:
 
 
 def make_rollout(env, params, num_envs: int, num_steps: int, num_specs: int | None = None):
-    """Jitted ``run(key)``: reset ``num_envs`` envs and scan ``num_steps`` random-action steps.
+    """Compiled ``() -> checksum`` of a random-action :func:`~jaxsafe.rollout.rollout`.
 
-    With ``num_specs``, ``params`` is a stacked batch and the envs are vmapped per spec
-    (``num_specs`` x ``num_envs``). Returns a checksum of rewards and observations so nothing is
-    dead-code eliminated.
+    With ``num_specs``, ``params`` is a stacked batch and the rollout is vmapped over specs
+    (``num_specs`` x ``num_envs``). Returns ``(call, env steps per call, compile seconds)``.
     """
-    n_actions = env.num_actions
+    policy = random_policy(env.num_actions)
 
     def one_spec(key, p):
-        keys = jax.random.split(key, num_envs)
-        _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, p)
-
-        def body(carry, _):
-            state, key = carry
-            key, k_act, k_step = jax.random.split(key, 3)
-            actions = jax.random.randint(k_act, (num_envs,), 0, n_actions)
-            obs, state, reward, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_step, num_envs), state, actions, p
-            )
-            return (state, key), jnp.sum(reward) + jnp.sum(obs) + jnp.sum(term)
-
-        _, sums = jax.lax.scan(body, (state, key), None, length=num_steps)
-        return jnp.sum(sums)
+        _, traj = rollout(env, p, policy, key, num_envs, num_steps)
+        return jnp.sum(traj.reward) + jnp.sum(traj.obs) + jnp.sum(traj.terminated)
 
     if num_specs is None:
         run = lambda key: one_spec(key, params)
@@ -118,35 +114,19 @@ def make_rollout(env, params, num_envs: int, num_steps: int, num_specs: int | No
     t0 = time.perf_counter()
     compiled = jax.jit(run).lower(key).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(key))  # warm-up
-    total = num_envs * num_steps * (num_specs or 1)
-    return compiled, total, compile_s
+    return (lambda: compiled(key)), num_envs * num_steps * (num_specs or 1), compile_s
 
 
-def time_side_by_side(programs: dict, repeats: int) -> tuple[dict[str, float], float]:
-    """Interleaved timing of two programs ``{first, second}``.
-
-    Returns (median steps/s per program, ratio first/second). The ratio is the median over
-    repeats of the paired ratio (both programs timed back to back), which cancels slow drift of
-    a shared machine better than a ratio of two medians.
-    """
-    times = {name: [] for name in programs}
-    for r in range(repeats):
-        for name, (fn, _, _) in programs.items():
-            key = jax.random.key(r + 1)
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(key))
-            times[name].append(time.perf_counter() - t0)
-    first, second = programs
-    sps = {name: programs[name][1] / statistics.median(ts) for name, ts in times.items()}
-    paired = [
-        (programs[first][1] / a) / (programs[second][1] / b)
-        for a, b in zip(times[first], times[second], strict=True)
-    ]
-    return sps, statistics.median(paired)
+def compare(programs: dict, repeats: int, first: str, second: str) -> tuple[dict, dict]:
+    """``(ratio of throughputs first/second, steps/s per program)``, both with spread."""
+    times = timing.side_by_side({k: v[0] for k, v in programs.items()}, repeats)
+    items = {k: v[1] for k, v in programs.items()}
+    sps = timing.rates(times, items)
+    per_repeat = (items[first] / times[first]) / (items[second] / times[second])
+    return timing.spread(per_repeat), sps
 
 
-# ------------------------------------------------------------------------------ Python reference
+# ------------------------------------------------------------------------------ Python references
 
 
 class PyGrid:
@@ -211,13 +191,12 @@ class PySG3:
 
 
 def python_reference(num_steps: int, seed: int = 0) -> float:
-    """Steps/s of the plain-Python gridworld + SG3 loop (random policy, paper reward, reset on
-    violation or after 1000 steps)."""
+    """The plain-Python gridworld + SG3 loop (random policy, paper reward, reset on violation or
+    after 1000 steps); returns the total reward (timed by the caller)."""
     rng = random.Random(seed)
     grid, dfa = PyGrid(rng), PySG3()
     grid.reset()
     total_reward, t = 0.0, 0
-    t0 = time.perf_counter()
     for _ in range(num_steps):
         state = grid.step(rng.choice(PyGrid.actions))
         q = dfa.step(grid.label(state))
@@ -227,19 +206,126 @@ def python_reference(num_steps: int, seed: int = 0) -> float:
             grid.reset()
             dfa.reset()
             t = 0
-    elapsed = time.perf_counter() - t0
-    assert np.isfinite(total_reward)
-    return num_steps / elapsed
+    return total_reward
+
+
+class PyDFA:
+    """A safeguard as the authors write one: ``step(label)`` on a string label, -1 = violation."""
+
+    def __init__(self, spec: jaxsafe.Spec):
+        viol = np.asarray(spec.violation)
+        self.next = {
+            (q, name): (-1 if viol[spec.delta[q, i]] else int(spec.delta[q, i]))
+            for q in range(spec.num_states)
+            for i, name in enumerate(LABELS)
+        }
+        self.automaton_state = 0
+
+    def reset(self):
+        self.automaton_state = 0
+
+    def step(self, label: str) -> int:
+        self.automaton_state = self.next[(self.automaton_state, label)]
+        return self.automaton_state
+
+
+def authors_training_loop(num_episodes: int, seed: int = 0, max_steps: int = 1000) -> int:
+    """The authors' training step in plain Python (``minecraft.py``): returns env steps run.
+
+    Slip grid step, label lookup, automaton step, epsilon-greedy with random tie-breaks over
+    ``np.where(Qs == np.max(Qs))``, the new-state initialisation loop over earlier tasks and the
+    Q update, on a dict-of-dicts Q-table keyed by ``str([row, col, q])``; stages
+    ``int(episode / (E // 3))`` over SG0..SG3.
+    """
+    rng = random.Random(seed)
+    random.seed(seed)
+    grid = PyGrid(rng)
+    dfas = [PyDFA(jaxsafe.load_spec(f"sg{i}")) for i in range(4)]
+    actions = PyGrid.actions
+    q_table = {str([*START, 0]): {a: 0.0 for a in actions}}
+    divisor = max(num_episodes // 3, 1)
+    steps = 0
+    for episode in range(num_episodes):
+        task = min(episode // divisor, 3)
+        dfa = dfas[task]
+        grid.reset()
+        dfa.reset()
+        current = [*grid.state, dfa.automaton_state]
+        t = 0
+        while t < max_steps and dfa.automaton_state != -1:
+            t += 1
+            qs = [q_table[str(current)][a] for a in actions]
+            greedy = actions[random.choice(np.where(qs == np.max(qs))[0])]
+            moved = grid.step(rng.choice(actions) if rng.random() < 0.1 else greedy)
+            q_next = dfa.step(grid.label(moved))
+            nxt = [*moved, q_next]
+            if str(nxt) not in q_table:
+                q_table[str(nxt)] = {a: 0.0 for a in actions}
+                counter = 0
+                for i in range(task):
+                    if str([*moved, i]) in q_table:
+                        counter += 1
+                        for a in actions:
+                            q_table[str(nxt)][a] += q_table[str([*moved, i])][a]
+                if counter:
+                    for a in actions:
+                        q_table[str(nxt)][a] /= counter
+            boot = max(q_table[str(nxt)][a] for a in actions)
+            reward = -0.1 if q_next == -1 else 0.1
+            old = q_table[str(current)][greedy]
+            q_table[str(current)][greedy] = 0.1 * old + 0.9 * (reward + 0.9 * boot)
+            current = nxt
+        steps += t
+    return steps
+
+
+def tabular_protocol(episodes: int, seeds: int, max_steps: int, python_episodes: int, repeats: int):
+    """JAX faithful protocol (vmapped seeds) vs the plain-Python loop, steps/s side by side."""
+    specs = [jaxsafe.load_spec(f"sg{i}") for i in range(4)]
+    config = QLearningConfig(faithful=True, max_steps=max_steps)
+    learner = make_qlearning(specs, stage_episodes(episodes, 4, faithful=True), config)
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    timing.progress(f"tabular protocol: compiling ({episodes} episodes x {seeds} seeds)")
+    t0 = time.perf_counter()
+    learner.train_stage.lower(learner.init(keys), 0).compile()
+    compile_s = time.perf_counter() - t0
+    state = learner.run(learner.init(keys))
+    jax_steps = int(np.asarray(state.ep_steps).sum())
+    py_steps = authors_training_loop(python_episodes, max_steps=max_steps)
+    timing.progress(
+        f"tabular protocol: timing {jax_steps} JAX steps vs {py_steps} Python steps x {repeats}"
+    )
+    programs = {
+        "jax": (lambda: learner.run(learner.init(keys)).history, jax_steps),
+        "python": (lambda: authors_training_loop(python_episodes, max_steps=max_steps), py_steps),
+    }
+    ratio, sps = compare(programs, repeats, "jax", "python")
+    return ratio, sps, compile_s
 
 
 # ------------------------------------------------------------------------------ main
 
 
+def _ppo_keys(quick: bool) -> dict:
+    if importlib.util.find_spec("experiments.bench.safe_ppo") is None:
+        return {}
+    from experiments.bench import safe_ppo  # noqa: PLC0415
+
+    timing.progress("PPO keys (experiments.bench.safe_ppo)")
+    return safe_ppo.run(quick=quick)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=9, help="timed calls per program")
+    ap.add_argument("--repeats", type=int, default=7, help="timed calls per program")
     ap.add_argument("--steps", type=int, default=400_000, help="env steps per timed call")
     ap.add_argument("--python-steps", type=int, default=100_000)
+    ap.add_argument("--protocol-episodes", type=int, default=5000)
+    ap.add_argument("--protocol-seeds", type=int, default=5)
+    ap.add_argument("--protocol-max-steps", type=int, default=1000)
+    ap.add_argument("--python-episodes", type=int, default=40)
+    ap.add_argument("--protocol-repeats", type=int, default=2)
+    ap.add_argument("--ppo", choices=("full", "quick", "off"), default="full")
     ap.add_argument("--out", default=default_out("safe"), help="also write the JSON here")
     args = ap.parse_args(argv)
 
@@ -247,77 +333,90 @@ def main(argv: list[str] | None = None) -> dict:
     sg3 = jaxsafe.load_spec("sg3")
     safe_grid = jaxsafe.SafeguardWrapper(grid, GRIDWORLD_LABELLER, sg3)
     compile_s: dict[str, float] = {}
-    steps_per_s: dict[str, dict[str, float] | float] = {
-        "gridworld_bare": {},
-        "gridworld_safeguard": {},
-    }
-    ratios: dict[str, dict[str, float] | float] = {"gridworld_safeguard_over_bare": {}}
+    sps: dict[str, dict] = {}
+    result: dict[str, dict] = {"gridworld_safeguard_over_bare": {}}
 
     for n in (1, 64, 1024):
         t = max(args.steps // n, 200) if n > 1 else max(args.steps // 200, 1000)
+        timing.progress(f"gridworld safeguard vs bare, {n} envs x {t} steps")
         progs = {
             "safeguard": make_rollout(safe_grid, safe_grid.default_params, n, t),
             "bare": make_rollout(grid, grid.default_params, n, t),
         }
         compile_s.update({f"gridworld_{k}_{n}": v[2] for k, v in progs.items()})
-        sps, ratio = time_side_by_side(progs, args.repeats)
-        steps_per_s["gridworld_bare"][str(n)] = sps["bare"]
-        steps_per_s["gridworld_safeguard"][str(n)] = sps["safeguard"]
-        ratios["gridworld_safeguard_over_bare"][str(n)] = ratio
+        ratio, rate = compare(progs, args.repeats, "safeguard", "bare")
+        result["gridworld_safeguard_over_bare"][str(n)] = ratio
+        sps.update({f"gridworld_{k}_{n}": v for k, v in rate.items()})
 
     cart = CartPole()
     safe_cart = jaxsafe.SafeguardWrapper(cart, CARTPOLE_LABELLER, jaxsafe.parse_spec(CARTPOLE_SPEC))
     t = max(args.steps // 1024, 200)
+    timing.progress("cartpole safeguard vs bare, 1024 envs")
     progs = {
         "safeguard": make_rollout(safe_cart, safe_cart.default_params, 1024, t),
         "bare": make_rollout(cart, cart.default_params, 1024, t),
     }
     compile_s.update({f"cartpole_{k}_1024": v[2] for k, v in progs.items()})
-    sps, ratio = time_side_by_side(progs, args.repeats)
-    steps_per_s["cartpole_bare_1024"] = sps["bare"]
-    steps_per_s["cartpole_safeguard_1024"] = sps["safeguard"]
-    ratios["cartpole_safeguard_over_bare"] = ratio
+    result["cartpole_safeguard_over_bare"], rate = compare(progs, args.repeats, "safeguard", "bare")
+    sps.update({f"cartpole_{k}_1024": v for k, v in rate.items()})
 
     specs = random_specs(16)
     multi = jaxsafe.SafeguardWrapper(
         grid, GRIDWORLD_LABELLER, specs[0], num_states=max(s.num_states for s in specs)
     )
+    timing.progress("16 specs x 64 envs vs one spec x 1024 envs")
     progs = {
         "multi16": make_rollout(multi, multi.make_params(specs), 64, t, num_specs=16),
         "single": make_rollout(multi, multi.make_params(sg3), 1024, t),
     }
     compile_s.update({f"{k}_1024": v[2] for k, v in progs.items()})
-    sps, ratio = time_side_by_side(progs, args.repeats)
-    steps_per_s["single_spec_1024"] = sps["single"]
-    steps_per_s["multispec16_1024"] = sps["multi16"]
-    ratios["multispec16_over_single"] = ratio
+    result["multispec16_over_single"], rate = compare(progs, args.repeats, "multi16", "single")
+    sps.update({f"spec_{k}_1024": v for k, v in rate.items()})
 
-    py = python_reference(args.python_steps)
-    steps_per_s["python_reference"] = py
-    ratios["speedup_vs_python"] = steps_per_s["gridworld_safeguard"]["1024"] / py
+    timing.progress(f"env + automaton vs plain Python ({args.python_steps} steps)")
+    jax_env = make_rollout(safe_grid, safe_grid.default_params, 1024, t)
+    progs = {
+        "jax": jax_env,
+        "python": (lambda: python_reference(args.python_steps), args.python_steps),
+    }
+    result["env_automaton_speedup_vs_python"], rate = compare(
+        {k: v[:2] for k, v in progs.items()}, args.repeats, "jax", "python"
+    )
+    sps.update({f"env_automaton_{k}": v for k, v in rate.items()})
 
-    result = {
-        **ratios,
-        "steps_per_second": steps_per_s,
-        "compile_seconds": compile_s,
-        "config": {"repeats": args.repeats, "steps_per_call": args.steps},
+    ratio, rate, protocol_compile = tabular_protocol(
+        args.protocol_episodes,
+        args.protocol_seeds,
+        args.protocol_max_steps,
+        args.python_episodes,
+        args.protocol_repeats,
+    )
+    result["tabular_protocol_speedup_vs_authors"] = ratio
+    sps.update({f"tabular_protocol_{k}": v for k, v in rate.items()})
+    compile_s["tabular_protocol"] = protocol_compile
+
+    ppo = {} if args.ppo == "off" else _ppo_keys(quick=args.ppo == "quick")
+    out = {
+        **result,
+        **ppo,
+        "steps_per_second": sps,
+        "compile_seconds": {k: round(v, 3) for k, v in compile_s.items()},
+        "config": {
+            "repeats": args.repeats,
+            "steps_per_call": args.steps,
+            "protocol_episodes": args.protocol_episodes,
+            "protocol_seeds": args.protocol_seeds,
+            "python_episodes": args.python_episodes,
+        },
         "notes": (
-            "python_reference is env + safeguard only (no learning); the authors' whole "
-            "tabular training loop ran at 1.1e4-1.8e4 steps/s on this class of CPU"
+            "env_automaton_speedup_vs_python compares env + safeguard only (no learning); "
+            "tabular_protocol_speedup_vs_authors compares whole Q-learning training loops"
         ),
         "jax": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
     }
-    emit(_round(result), args.out)
-    return result
-
-
-def _round(x):
-    if isinstance(x, dict):
-        return {k: _round(v) for k, v in x.items()}
-    if isinstance(x, float):
-        return float(f"{x:.4g}")
-    return x
+    emit(out, args.out)
+    return out
 
 
 if __name__ == "__main__":

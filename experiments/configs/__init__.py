@@ -1,0 +1,1 @@
+"""One ``get_config(variant)`` file per experiment; the shared schema: experiments/README.md."""

@@ -38,8 +38,10 @@ __all__ = [
     "GridParams",
     "GridState",
     "GridWorld",
+    "jitter_from_uniform",
     "label_at",
     "label_grid",
+    "move",
     "render_rgb",
     "render_text",
 ]
@@ -113,6 +115,30 @@ def label_grid(jitter: jax.Array) -> jax.Array:
     return jnp.zeros((SIZE, SIZE), jnp.int32).at[cells[:, 0], cells[:, 1]].set(jnp.asarray(_IDS))
 
 
+def move(
+    pos: jax.Array,
+    action: jax.Array,
+    slip_u: jax.Array,
+    slip_u_action: jax.Array,
+    slip_prob: float | jax.Array = 0.05,
+) -> jax.Array:
+    """int32[2]: the cell after ``action`` from ``pos`` (int32[2]), clipped to the grid.
+
+    With ``slip_u < slip_prob`` the action is replaced by ``floor(5 * slip_u_action)``
+    (``slip_u``, ``slip_u_action`` uniform in [0, 1)). The one dynamics of the gridworld: the
+    gymnax env and the jitted Q-learner (which draws its uniforms in bulk) both call it.
+    """
+    random_action = jnp.minimum((slip_u_action * len(ACTIONS)).astype(jnp.int32), 4)
+    action = jnp.where(slip_u < slip_prob, random_action, action)
+    return jnp.clip(pos + jnp.asarray(MOVES)[action], 0, SIZE - 1)
+
+
+def jitter_from_uniform(u: jax.Array, jitter_prob: float | jax.Array = 0.05) -> jax.Array:
+    """int32[]: the episode's jitter offset from one uniform ``u``: -1 if ``u < p``, +1 if
+    ``u < 2p``, else 0."""
+    return jnp.where(u < jitter_prob, -1, jnp.where(u < 2 * jitter_prob, 1, 0)).astype(jnp.int32)
+
+
 GRIDWORLD_LABELLER = Labeller.categorical(LABELS, lambda state: label_at(state.pos, state.jitter))
 """Labelling function of :class:`GridState` over :data:`LABELS` (for the safeguard wrapper)."""
 
@@ -127,19 +153,14 @@ class GridWorld(environment.Environment[GridState, GridParams]):
     def step_env(
         self, key: jax.Array, state: GridState, action: Any, params: GridParams
     ) -> tuple[jax.Array, GridState, jax.Array, jax.Array, dict[str, Any]]:
-        k_slip, k_act = jax.random.split(key)
-        slip = jax.random.uniform(k_slip) < params.slip_prob
-        action = jnp.where(slip, jax.random.randint(k_act, (), 0, 5), action)
-        pos = jnp.clip(state.pos + jnp.asarray(MOVES)[action], 0, SIZE - 1)
+        slip_u, slip_u_action = jax.random.uniform(key, (2,))
+        pos = move(state.pos, action, slip_u, slip_u_action, params.slip_prob)
         state = GridState(pos=pos, jitter=state.jitter, time=state.time + 1)
         return self.get_obs(state), state, jnp.float32(0.0), jnp.bool_(False), {}
 
     def reset_env(self, key: jax.Array, params: GridParams) -> tuple[jax.Array, GridState]:
-        u = jax.random.uniform(key)
-        jitter = jnp.where(u < params.jitter_prob, -1, jnp.where(u < 2 * params.jitter_prob, 1, 0))
-        state = GridState(
-            pos=jnp.asarray(START, jnp.int32), jitter=jitter.astype(jnp.int32), time=0
-        )
+        jitter = jitter_from_uniform(jax.random.uniform(key), params.jitter_prob)
+        state = GridState(pos=jnp.asarray(START, jnp.int32), jitter=jitter, time=0)
         return self.get_obs(state), state
 
     def get_obs(self, state: GridState, params=None, key=None) -> jax.Array:

@@ -4,12 +4,22 @@ synthetic players with known styles.
 Modules, one job each:
 
 - :mod:`~jaxstyle.chess.encoding` — board → Maia-2 planes, 1880-move vocabulary, legal mask
-- :mod:`~jaxstyle.chess.sources` — streaming ``.pgn`` / ``.pgn.zst`` text; :class:`DataError`
-- :mod:`~jaxstyle.chess.pgn` — game reader, Lichess filters, skip counts by reason
-- :mod:`~jaxstyle.chess.corpus` — per-player selection and 80/10/10 split
+- :mod:`~jaxstyle.chess.sources` — ``.pgn`` / ``.pgn.zst`` byte and text streams; :class:`DataError`
+- :mod:`~jaxstyle.chess.pgn_filters` — Lichess header filters (:class:`GameFilter`)
+- :mod:`~jaxstyle.chess.pgn_split` — cutting a PGN stream into whole games and chunks
+- :mod:`~jaxstyle.chess.pgn` — game reader, skip counts by reason
+- :mod:`~jaxstyle.chess.corpus` — per-player 80/10/10 split; in-memory corpus for small data
+- :mod:`~jaxstyle.chess.records` — a game's positions → serialized records, vectorised
+- :mod:`~jaxstyle.chess.build` — streaming, parallel, resumable dataset build (with
+  ``build_plan`` / ``build_encode`` / ``build_shards`` for its stages);
+  :mod:`~jaxstyle.chess.beam` runs it on Apache Beam (the ``[beam]`` extra)
+- :mod:`~jaxstyle.chess.replay` — scale test input: real games under many players
 - :mod:`~jaxstyle.chess.evaluator` — move loss Δ (built-in, or Stockfish/UCI)
 - :mod:`~jaxstyle.chess.style_features` — readable per-move style features φ
-- :mod:`~jaxstyle.chess.synthetic` — synthetic players and parallel game generation
+- :mod:`~jaxstyle.chess.synthetic` — synthetic players, one name for
+  :mod:`~jaxstyle.chess.players` (who they are), :mod:`~jaxstyle.chess.play` (how they move)
+  and :mod:`~jaxstyle.chess.generation` (parallel, resumable game generation)
+- :mod:`~jaxstyle.chess.balance` — does the players' style show next to their skill?
 - :mod:`~jaxstyle.chess.tfds_builder` — array_record dataset, read via ``tfds.data_source``
 - :mod:`~jaxstyle.chess.batching` — balanced per-player numpy batches
 - :mod:`~jaxstyle.chess.card` — dataset card

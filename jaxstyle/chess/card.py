@@ -3,7 +3,10 @@
 The card is computed from the builder's metadata alone (no pass over the records):
 players, games per player (text histogram and a matplotlib PNG), positions per split,
 the filter, the sources and the skipped-game counts by reason. Synthetic datasets also
-list the ground truth file when ``players.json`` sits beside the PGN folder.
+list the ground truth file when ``players.json`` sits beside the PGN folder, and the
+style-against-skill balance of their generator (:mod:`jaxstyle.chess.balance`): how much a
+one-standard-deviation change of each style weight moves its feature's rate, next to a
+one-standard-deviation change of skill.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def dataset_card(data_dir: str | os.PathLike) -> dict:
     card = {
         "data_dir": str(data_dir),
         "players": len(metadata["players"]),
-        "games": len(metadata["games"]),
+        "games": int(metadata["num_games"]),
         "positions": metadata["positions"],
         "games_per_player": {
             "min": int(counts.min()),
@@ -47,7 +50,27 @@ def dataset_card(data_dir: str | os.PathLike) -> dict:
     truth = _ground_truth_path(metadata["sources"])
     if truth is not None:
         card["ground_truth"] = str(truth)
+        card["style_balance"] = _style_balance(truth)
     return card
+
+
+def _style_balance(truth: Path) -> dict:
+    """The generator's style/skill balance, or ``{"unavailable": reason}``; cached in
+    ``style_balance.json`` beside ``players.json`` (it plays a few hundred short games)."""
+    from jaxstyle.chess import balance, players
+
+    config, _ = players.load_ground_truth(truth.parent)
+    cache = truth.parent / "style_balance.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("config") == config.as_dict():
+            return cached["balance"]
+    try:
+        facts = balance.style_balance(config)
+    except (FileNotFoundError, OSError) as error:  # a UCI evaluator whose engine is gone
+        return {"unavailable": f"{type(error).__name__}: {error}"}
+    cache.write_text(json.dumps({"config": config.as_dict(), "balance": facts}, indent=1))
+    return facts
 
 
 def histogram(counts: np.ndarray, bins: int = 10) -> list[dict]:
@@ -85,6 +108,14 @@ def format_card(card: dict) -> str:
     ]
     if "ground_truth" in card:
         lines.append(f"- ground truth (synthetic players): {card['ground_truth']}")
+    if "style_balance" in card:
+        lines += ["", "## Style against skill (synthetic generator)", ""]
+        if "unavailable" in card["style_balance"]:
+            lines.append(f"- not measured: {card['style_balance']['unavailable']}")
+        else:
+            from jaxstyle.chess.balance import format_balance
+
+            lines += format_balance(card["style_balance"])
     lines += ["", "## Skipped games by reason", ""]
     if card["skipped"]:
         lines += [f"- {reason}: {n}" for reason, n in card["skipped"].items()]

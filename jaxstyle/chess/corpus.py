@@ -1,5 +1,10 @@
 """Per-player game lists with a deterministic 80/10/10 train/reference/query split.
 
+:func:`split_keys` is the split used everywhere. :class:`Corpus` / :func:`collect_corpus`
+hold every kept game in memory: an analysis tool for small inputs (a few thousand games).
+Datasets are built by the streaming build (:mod:`jaxstyle.chess.build`), which never holds
+the games; its rules (header pass, min-games check after parsing, duplicates) are these.
+
 Two passes over the sources: a header-only pass counts each player's eligible games
 (movetext skipped, cheap even for a Lichess dump), a full pass parses only games of the
 players that qualify. A player whose count falls under the minimum because some of their
@@ -160,7 +165,7 @@ def collect_corpus(
             f"filters left no players in {where}: {len(counts)} players had eligible games, "
             f"none with >= {game_filter.min_games_per_player} games"
             f"{' in the allow-list' if game_filter.players else ''}; "
-            f"header pass: {header_stats.summary_line()}"
+            f"header pass: {header_stats.summary_line('passed the headers')}"
         )
 
     stats = ReadStats()

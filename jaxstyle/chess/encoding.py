@@ -20,7 +20,8 @@ is rank ``r`` (0 = own back rank), file ``f`` (0 = a-file)):
 6–11   opponent pawn, knight, bishop, rook, queen, king
 12     side to move: all ones (after mirroring the mover is always "White")
 13–16  castling rights: own king side, own queen side, opp king side, opp queen side
-17     en-passant target square, set only when an en-passant capture is legal
+17     en-passant target square, set whenever the last move was a double pawn push
+       (``board.ep_square``, as Maia-2 does), whether or not a capture there is legal
 ====== =====================================================================
 
 Storage form: *packed planes* ``uint8 [18, 8]``; byte ``[c, r]`` holds rank ``r`` of plane
@@ -169,7 +170,7 @@ def encode_board(board: chess.Board) -> np.ndarray:
     own = board.occupied_co[us]
     opp = board.occupied_co[not us]
     pieces = (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings)
-    ep = board.ep_square if board.ep_square is not None and board.has_legal_en_passant() else None
+    ep = board.ep_square  # Maia-2: set after every double push, legal capture or not
     castling = (
         board.has_kingside_castling_rights(us),
         board.has_queenside_castling_rights(us),

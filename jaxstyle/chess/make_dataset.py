@@ -11,18 +11,21 @@ A Lichess dump (``.pgn.zst`` streams without unpacking)::
         --time-control blitz --rated --min-elo 1000 --min-games 50 --max-players 400
 
 Layout of ``--out``: ``pgn/`` + ``players.json`` + ``generation.json`` (synthetic only),
-``corpus.json.zst`` (the games kept by the reader), ``tfds/`` (array_record shards, read
-with ``tfds.data_source``), ``card.md`` / ``card.json`` / ``games_per_player.png``. Every
-stage is cached: a second run reuses finished synthetic chunks, the read games and a
-prepared dataset, so an interrupted run continues from the last finished stage.
-Bad input (missing file, truncated stream, no games, no player left) ends with one
-``error:`` line and exit status 2.
+``tfds/`` (array_record shards, read with ``tfds.data_source``), ``card.md`` /
+``card.json`` / ``games_per_player.png``. The build streams (bounded memory), runs
+``--workers`` processes and resumes: a killed run continues from its last checkpoint, a
+finished dataset is reused. One run per ``--out`` at a time (a lock). Bad input (missing
+file, ``--out`` that is a file, no games, no player left, another run on ``--out``) ends
+with one ``error:`` line and exit status 2, and a failed first run leaves no ``--out``.
+Games that start from a ``FEN`` (Lichess studies) are skipped unless ``--allow-fen-start``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m jaxstyle.chess.make_dataset", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     parser.add_argument(
         "--pgn", nargs="+", help=".pgn / .pgn.zst files or folders (default: synthetic players)"
     )
@@ -44,7 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--chunk-games", type=int, default=100, help="games per PGN file")
     synth.add_argument("--max-plies", type=int, default=160)
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     synth.add_argument(
         "--evaluator",
         choices=("fast", "uci"),
@@ -64,19 +67,74 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     filt.add_argument("--min-games", type=int, default=1, help="minimum games per player")
     filt.add_argument("--max-players", type=int, default=None, help="keep the N most active")
     filt.add_argument("--min-plies", type=int, default=1)
+    filt.add_argument(
+        "--player",
+        action="append",
+        metavar="NAME",
+        help="keep only games of these players (repeatable; see also --player-list)",
+    )
+    filt.add_argument(
+        "--player-list", type=Path, help="file with one player name per line (allow-list)"
+    )
+    filt.add_argument(
+        "--allow-fen-start",
+        action="store_true",
+        help="keep games that start from a FEN position (e.g. Lichess studies)",
+    )
+    filt.add_argument("--allow-chess960", action="store_true", help="keep Chess960 games too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Runs the stages; returns the dataset card."""
-    from jaxstyle.chess import card as card_lib
-    from jaxstyle.chess import synthetic, tfds_builder
+    """Runs the stages under the ``--out`` lock; returns the dataset card."""
+    from jaxstyle.chess.build import BuildLock
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder; choose a folder")
+    created = not out.exists()
+    try:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(f"cannot create --out {out}: {error.strerror}") from None
+        with BuildLock(out / ".make_dataset.lock"):
+            return _run_locked(args, out)
+    except DataError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _game_filter(args: argparse.Namespace) -> GameFilter:
+    players = list(args.player or [])
+    if args.player_list is not None:
+        if not args.player_list.is_file():
+            raise DataError(f"--player-list {args.player_list} does not exist")
+        lines = args.player_list.read_text(encoding="utf-8").splitlines()
+        players += [name.strip() for name in lines if name.strip()]
+    return GameFilter(
+        standard_only=not args.allow_chess960,
+        standard_start_only=not args.allow_fen_start,
+        time_controls=tuple(args.time_control) if args.time_control else None,
+        rated_only=args.rated,
+        min_elo=args.min_elo,
+        min_plies=args.min_plies,
+        min_games_per_player=args.min_games,
+        players=tuple(players) if players else None,
+        max_players=args.max_players,
+    )
+
+
+def _run_locked(args: argparse.Namespace, out: Path) -> dict:
+    from jaxstyle.chess import build, synthetic, tfds_builder
+    from jaxstyle.chess import card as card_lib
+    from jaxstyle.chess.sources import resolve_sources
+
+    game_filter = _game_filter(args)
     if args.pgn:
-        sources = [Path(p) for p in args.pgn]
+        sources = resolve_sources([Path(p) for p in args.pgn])
     else:
         config = synthetic.GeneratorConfig(
             num_players=args.players,
@@ -93,47 +151,18 @@ def run(args: argparse.Namespace) -> dict:
         print(report.line(), flush=True)
         sources = [out / "pgn"]
 
-    game_filter = GameFilter(
-        time_controls=tuple(args.time_control) if args.time_control else None,
-        rated_only=args.rated,
-        min_elo=args.min_elo,
-        min_plies=args.min_plies,
-        min_games_per_player=args.min_games,
-        max_players=args.max_players,
-    )
     data_dir = out / "tfds"
     _check_cached_filter(data_dir, game_filter)
-    if args.no_progress:
-        import tensorflow_datasets as tfds
-
-        tfds.disable_progress_bar()
-    corpus = None
-    if not tfds_builder.is_prepared(data_dir):
-        corpus = _read_corpus(out / "corpus.json.zst", sources, game_filter)
-    builder = tfds_builder.build_dataset(data_dir, corpus=corpus)
+    options = build.BuildOptions(
+        workers=args.workers or os.cpu_count() or 1, progress=not args.no_progress
+    )
+    builder = tfds_builder.build_dataset(data_dir, sources, game_filter, options=options)
     print(builder.info.metadata["read_summary"], flush=True)
     path = card_lib.write_card(data_dir, out)
     card = card_lib.dataset_card(data_dir)
     total = sum(card["positions"].values())
     print(f"dataset ready: {card['players']} players, {total} positions in {data_dir}; card {path}")
     return card
-
-
-def _read_corpus(cache: Path, sources: list[Path], game_filter: GameFilter):
-    """The read games: from ``cache`` when it matches the sources and filter, else read now
-    and cached, so an interrupted dataset write does not read a large dump again."""
-    from jaxstyle.chess.corpus import Corpus, collect_corpus
-    from jaxstyle.chess.sources import resolve_sources
-
-    files = [str(f) for f in resolve_sources(sources)]
-    if cache.is_file():
-        corpus = Corpus.load(cache)
-        if corpus.sources == files and corpus.game_filter == game_filter:
-            print(f"reusing the games read before ({cache})", flush=True)
-            return corpus
-    corpus = collect_corpus(files, game_filter)
-    corpus.save(cache)
-    return corpus
 
 
 def _check_cached_filter(data_dir: Path, game_filter: GameFilter) -> None:

@@ -1,176 +1,73 @@
-"""Streaming PGN reader with Lichess-style filters and skip accounting.
+"""Streaming PGN reader: games → :class:`GameRecord` s, with skip accounting.
 
-python-chess parses; this module decides which games to keep and why others are
-skipped. Every game read either ends up kept or is counted under exactly one reason in
+python-chess parses and is the authority on legality; :mod:`jaxstyle.chess.pgn_filters`
+decides which headers pass; :mod:`jaxstyle.chess.pgn_split` cuts files into games. Every
+game read either ends up kept or is counted under exactly one reason in
 :class:`ReadStats` — nothing shrinks silently, and nothing in a game's content (BOM,
 comments, variations, NAGs, empty lines between headers, illegal or unparsable moves,
-null moves, variants) stops the run.
+null moves, variants, Latin-1 bytes) stops the run.
 
-Reasons, in the order they are checked (header checks first, then the moves):
+Reasons, in the order they are checked (the header reasons of
+:mod:`~jaxstyle.chess.pgn_filters` first, then):
 
 ================ ============================================================
-variant          ``Variant`` header other than standard chess (chess960, crazyhouse, …)
-custom_start     a ``FEN`` header other than the start position (``standard_start_only``)
 bad_fen          a ``FEN`` header python-chess cannot read (custom starts allowed)
-unrated          not rated (``Event`` lacks "rated"; with ``rated_only``)
-time_control     time-control class not in ``time_controls``
-elo              a player's Elo missing or below ``min_elo``
-unknown_player   neither player has a name (``?`` or empty)
 not_selected     neither player is in the ``players`` allow-list
 min_games        neither player is selected: fewer than ``min_games_per_player`` kept
                  games, or not among the ``max_players`` most active
 illegal_move     a move python-chess rejects as illegal, ambiguous or unparsable
 null_move        a null move (``--``, ``Z0``) in the mainline
+unterminated     no result token (``1-0``, ``0-1``, ``1/2-1/2``, ``*``) ends the movetext:
+                 the game was cut (a plain ``.pgn`` cut mid-game)
 too_short        fewer plies than ``min_plies``
 duplicate        a game whose key (``Site`` URL / ``GameId``) was already kept
 parse_error      python-chess raised while reading the game
 truncated_stream the game at the cut of a truncated ``.zst`` stream
+corrupt_stream   the game at a bad frame or checksum of a ``.zst`` stream (the rest of that
+                 file is lost; the other files are read)
 ================ ============================================================
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import chess
 import chess.pgn
 
-from jaxstyle.chess.sources import (
-    DataError,
-    TruncatedStreamError,
-    open_text,
-    resolve_sources,
+from jaxstyle.chess.pgn_filters import (
+    TIME_CONTROL_CLASSES,
+    GameFilter,
+    candidate_players,
+    is_anonymous,
+    is_rated,
+    parse_elo,
+    time_control_class,
 )
+from jaxstyle.chess.pgn_split import GameText, StreamDamage, iter_file_games
+from jaxstyle.chess.sources import decode_pgn, resolve_sources
 
-TIME_CONTROL_CLASSES = ("ultrabullet", "bullet", "blitz", "rapid", "classical", "correspondence")
-_STANDARD_VARIANTS = {"", "standard", "chess", "classical", "normal", "from position"}
-_UNKNOWN_NAMES = {"", "?", "-"}
+__all__ = [
+    "TIME_CONTROL_CLASSES",
+    "GameFilter",
+    "GameRecord",
+    "ReadStats",
+    "candidate_players",
+    "count_player_games",
+    "is_anonymous",
+    "is_rated",
+    "iter_games",
+    "parse_elo",
+    "parse_game",
+    "time_control_class",
+]
 
-
-def time_control_class(time_control: str | None) -> str:
-    """Lichess speed class of a PGN ``TimeControl`` value.
-
-    Lichess' rule: estimated duration = base + 40 × increment seconds; < 30 s ultrabullet,
-    < 180 s bullet, < 480 s blitz, < 1500 s rapid, otherwise classical. ``-`` is
-    correspondence; multi-period FIDE controls (``40/7200:…``) use their first period's
-    seconds as the base. Returns ``"unknown"`` when the value is missing or unparsable.
-    """
-    if not time_control or time_control == "?":
-        return "unknown"
-    if time_control.strip() == "-":
-        return "correspondence"
-    period = time_control.split(":")[0].strip()
-    base_text, _, inc_text = period.partition("+")
-    if "/" in base_text:
-        base_text = base_text.split("/", 1)[1]
-    try:
-        base = float(base_text)
-        increment = float(inc_text) if inc_text else 0.0
-    except ValueError:
-        return "unknown"
-    seconds = base + 40.0 * increment
-    if seconds < 30:
-        return "ultrabullet"
-    if seconds < 180:
-        return "bullet"
-    if seconds < 480:
-        return "blitz"
-    if seconds < 1500:
-        return "rapid"
-    return "classical"
-
-
-def parse_elo(value: str | None) -> int:
-    """``WhiteElo``/``BlackElo`` header → int; ``-1`` when missing or not a number."""
-    try:
-        return int(value) if value else -1
-    except ValueError:
-        return -1
-
-
-def is_rated(headers: dict[str, str]) -> bool:
-    """Lichess marks rated games in ``Event`` ("Rated Blitz game"); other files rarely do."""
-    event = headers.get("Event", "").lower()
-    return "rated" in event and "unrated" not in event and "casual" not in event
-
-
-@dataclasses.dataclass(frozen=True)
-class GameFilter:
-    """Which games and players to keep.
-
-    Attributes:
-      standard_only: skip every non-standard ``Variant`` (always on for encoding).
-      standard_start_only: skip games with a ``FEN`` header other than the start position.
-      time_controls: allowed time-control classes (see :func:`time_control_class`);
-        ``None`` allows all.
-      rated_only: keep only rated games.
-      min_elo: minimum Elo of both players; ``None`` disables the check.
-      min_plies: minimum number of half-moves.
-      min_games_per_player: a player is kept only with at least this many kept games.
-      players: optional allow-list of player names.
-      max_players: keep only this many players, those with the most games (ties by name).
-    """
-
-    standard_only: bool = True
-    standard_start_only: bool = True
-    time_controls: tuple[str, ...] | None = None
-    rated_only: bool = False
-    min_elo: int | None = None
-    min_plies: int = 1
-    min_games_per_player: int = 1
-    players: tuple[str, ...] | None = None
-    max_players: int | None = None
-
-    def __post_init__(self):
-        if self.time_controls is not None:
-            bad = set(self.time_controls) - set(TIME_CONTROL_CLASSES) - {"unknown"}
-            if bad:
-                raise ValueError(
-                    f"unknown time-control class {sorted(bad)}; use {TIME_CONTROL_CLASSES}"
-                )
-
-    def header_reason(self, headers: dict[str, str]) -> str | None:
-        """First header-level skip reason of a game, or None when its headers pass."""
-        variant = headers.get("Variant", "").strip().lower()
-        if self.standard_only and variant not in _STANDARD_VARIANTS:
-            return "variant"
-        fen = headers.get("FEN")
-        if self.standard_start_only and fen and fen.strip() != chess.STARTING_FEN:
-            return "custom_start"
-        if self.rated_only and not is_rated(headers):
-            return "unrated"
-        if self.time_controls is not None:
-            if time_control_class(headers.get("TimeControl")) not in self.time_controls:
-                return "time_control"
-        if self.min_elo is not None:
-            elos = (parse_elo(headers.get("WhiteElo")), parse_elo(headers.get("BlackElo")))
-            if min(elos) < self.min_elo:
-                return "elo"
-        if not candidate_players(headers):
-            return "unknown_player"
-        return None
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GameFilter:
-        """Inverse of :meth:`as_dict` (also after a JSON round trip: lists become tuples)."""
-        data = dict(data)
-        for key in ("time_controls", "players"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
-
-
-def candidate_players(headers: dict[str, str]) -> list[str]:
-    """Named players of a game (``White`` then ``Black``), unknown names dropped."""
-    names = (headers.get("White", "").strip(), headers.get("Black", "").strip())
-    return [name for name in names if name not in _UNKNOWN_NAMES]
+HeaderCheck = Callable[[dict[str, str]], "str | None"]
+RecorderFactory = Callable[[dict[str, str]], object]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,14 +130,28 @@ class ReadStats:
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped[reason] += count
 
-    def summary_line(self) -> str:
-        """One line such as ``read 14 games from 2 files: kept 9, skipped 5 (variant=3, …)``."""
+    def summary_line(self, kept: str = "kept") -> str:
+        """One line such as ``read 14 games from 2 files: kept 9, skipped 5 (variant=3, …)``;
+        ``kept`` names the kept count (the header pass says ``"passed the headers"``)."""
         source = f"{len(self.files)} file" + ("s" if len(self.files) != 1 else "")
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.skipped.items()))
-        line = f"read {self.games_seen} games from {source}: kept {self.games_kept}"
+        line = f"read {self.games_seen} games from {source}: {kept} {self.games_kept}"
         line += f", skipped {skipped}" + (f" ({reasons})" if reasons else "")
         return line + "".join(f"; {m}" for m in self.messages)
+
+    def add_damage(self, damage: StreamDamage) -> None:
+        """Counts the game lost at a damaged stream and keeps the message."""
+        self.games_seen += 1
+        self.skip(damage.reason)
+        self.messages.append(f"{damage.message}; kept the {damage.games_before} games before it")
+
+    def merge(self, other: ReadStats) -> None:
+        """Adds ``other``'s counts and messages (files are not merged)."""
+        self.games_seen += other.games_seen
+        self.games_kept += other.games_kept
+        self.skipped.update(other.skipped)
+        self.messages.extend(other.messages)
 
     def as_dict(self) -> dict:
         return {
@@ -255,13 +166,21 @@ class ReadStats:
 class _GameVisitor(chess.pgn.BaseVisitor):
     """Collects headers and mainline UCI moves; variations are skipped, errors recorded."""
 
-    def __init__(self, header_check: Callable[[dict[str, str]], str | None], moves: bool):
+    def __init__(
+        self,
+        header_check: HeaderCheck,
+        allow_chess960: bool,
+        recorder_factory: RecorderFactory | None = None,
+    ):
         self._header_check = header_check
-        self._want_moves = moves
+        self._allow_chess960 = allow_chess960
+        self._recorder_factory = recorder_factory
+        self.recorder = None
         self.headers: dict[str, str] = {}
         self.moves: list[str] = []
         self.fen = chess.STARTING_FEN
         self.reason: str | None = None
+        self.terminated = False
         self._started = False
 
     def visit_header(self, tagname: str, tagvalue: str) -> None:
@@ -269,16 +188,20 @@ class _GameVisitor(chess.pgn.BaseVisitor):
 
     def end_headers(self):
         self.reason = self._header_check(self.headers)
-        if self.reason is not None or not self._want_moves:
+        if self.reason is not None:
             return chess.pgn.SKIP
+        if self._recorder_factory is not None:
+            self.recorder = self._recorder_factory(self.headers)
         return None
 
     def visit_board(self, board: chess.Board) -> None:
         if not self._started:
             self._started = True
             self.fen = board.fen()
-            if type(board) is not chess.Board or board.chess960:
+            if type(board) is not chess.Board or (board.chess960 and not self._allow_chess960):
                 self.reason = self.reason or "variant"
+            if self.recorder is not None:
+                self.recorder.clean_castling = board.chess960 or self.fen != chess.STARTING_FEN
 
     def begin_variation(self):
         return chess.pgn.SKIP
@@ -288,8 +211,13 @@ class _GameVisitor(chess.pgn.BaseVisitor):
             return
         if not move:
             self.reason = "null_move"
-        else:
-            self.moves.append(move.uci())
+            return
+        if self.recorder is not None:
+            self.recorder.record(board, move, len(self.moves))
+        self.moves.append(move.uci())
+
+    def visit_result(self, result: str) -> None:
+        self.terminated = True
 
     def handle_error(self, error: Exception) -> None:
         # before the first board python-chess failed on the FEN, afterwards on a move
@@ -299,7 +227,8 @@ class _GameVisitor(chess.pgn.BaseVisitor):
         return self
 
 
-def _game_key(headers: dict[str, str], file_name: str, ordinal: int) -> str:
+def game_key(headers: dict[str, str], file_name: str, ordinal: int) -> str:
+    """``Site`` when it is a URL (Lichess), else ``GameId``, else ``<file name>#<ordinal>``."""
     site = headers.get("Site", "")
     if site.startswith("http"):
         return site
@@ -308,57 +237,69 @@ def _game_key(headers: dict[str, str], file_name: str, ordinal: int) -> str:
     return f"{file_name}#{ordinal}"
 
 
-def _read_visitors(
-    files: list[Path],
-    header_check: Callable[[dict[str, str]], str | None],
-    stats: ReadStats,
-    moves: bool,
-) -> Iterator[tuple[_GameVisitor, str]]:
-    """Yields (visitor, key) per game; truncation and parser crashes are counted in ``stats``."""
-    for path in files:
-        stats.files.append(str(path))
-        with open_text(path) as handle:
-            ordinal = 0
-            while True:
-                try:
-                    visitor = chess.pgn.read_game(
-                        handle, Visitor=lambda: _GameVisitor(header_check, moves)
-                    )
-                except TruncatedStreamError as error:
-                    stats.games_seen += 1
-                    stats.skip("truncated_stream")
-                    stats.messages.append(f"{error}; kept the {ordinal} games before the cut")
-                    break
-                except DataError:
-                    raise
-                except Exception:  # noqa: BLE001 - a parser crash must not stop the run
-                    stats.games_seen += 1
-                    stats.skip("parse_error")
-                    ordinal += 1
-                    continue
-                if visitor is None:
-                    break
-                stats.games_seen += 1
-                yield visitor, _game_key(visitor.headers, path.name, ordinal)
-                ordinal += 1
+def parse_game(
+    game: GameText,
+    file_name: str,
+    header_check: HeaderCheck,
+    game_filter: GameFilter,
+) -> tuple[GameRecord | None, str | None]:
+    """Parses one cut game: ``(record, None)`` when kept, else ``(None, reason)``.
+
+    :func:`parse_game_recorded` also takes a ``recorder_factory(headers)``: an object whose
+    ``record(board, move, ply)`` sees the board before every mainline move (e.g. a
+    :class:`jaxstyle.chess.records.PositionRecorder`), returned with the record.
+    """
+    record, reason, _ = parse_game_recorded(game, file_name, header_check, game_filter, None)
+    return record, reason
 
 
-def iter_games(
-    sources: str | os.PathLike | Iterable[str | os.PathLike],
-    game_filter: GameFilter | None = None,
-    stats: ReadStats | None = None,
+def parse_game_recorded(
+    game: GameText,
+    file_name: str,
+    header_check: HeaderCheck,
+    game_filter: GameFilter,
+    recorder_factory: RecorderFactory | None,
+) -> tuple[GameRecord | None, str | None, object | None]:
+    """:func:`parse_game` that also returns the recorder made for the game (or None)."""
+    try:
+        visitor = chess.pgn.read_game(
+            io.StringIO(decode_pgn(game.data)),
+            Visitor=lambda: _GameVisitor(
+                header_check, not game_filter.standard_only, recorder_factory
+            ),
+        )
+    except Exception:  # noqa: BLE001 - a parser crash must not stop the run
+        return None, "parse_error", None
+    if visitor is None:
+        return None, "parse_error", None
+    reason = visitor.reason
+    if reason is None and not visitor.terminated:
+        reason = "unterminated"
+    if reason is None and len(visitor.moves) < game_filter.min_plies:
+        reason = "too_short"
+    if reason is not None:
+        return None, reason, None
+    headers = visitor.headers
+    record = GameRecord(
+        key=game_key(headers, file_name, game.ordinal),
+        white=headers.get("White", "?").strip(),
+        black=headers.get("Black", "?").strip(),
+        white_elo=parse_elo(headers.get("WhiteElo")),
+        black_elo=parse_elo(headers.get("BlackElo")),
+        time_control=headers.get("TimeControl", ""),
+        result=headers.get("Result", "*"),
+        fen=visitor.fen,
+        moves=tuple(visitor.moves),
+    )
+    return record, None, visitor.recorder
+
+
+def selection_check(
+    game_filter: GameFilter,
     players: set[str] | None = None,
     unselected_reason: str = "not_selected",
-) -> Iterator[GameRecord]:
-    """Streams the games of ``sources`` that pass ``game_filter``'s game-level checks.
-
-    Player-level checks (``min_games_per_player``) need a whole pass; use
-    :func:`jaxstyle.chess.corpus.collect_corpus`. Games with no player in the filter's
-    allow-list are counted as ``not_selected``; games with no player in ``players`` (when
-    given) as ``unselected_reason``. ``stats`` receives the counts.
-    """
-    game_filter = game_filter or GameFilter()
-    stats = stats if stats is not None else ReadStats()
+) -> HeaderCheck:
+    """Header check of ``game_filter`` plus the allow-list and (when given) ``players``."""
     allowed = set(game_filter.players) if game_filter.players else None
 
     def header_check(headers: dict[str, str]) -> str | None:
@@ -371,44 +312,67 @@ def iter_games(
                 reason = unselected_reason
         return reason
 
-    for visitor, key in _read_visitors(resolve_sources(sources), header_check, stats, True):
-        reason = visitor.reason
-        if reason is None and len(visitor.moves) < game_filter.min_plies:
-            reason = "too_short"
-        if reason is not None:
-            stats.skip(reason)
-            continue
-        headers = visitor.headers
-        stats.games_kept += 1
-        yield GameRecord(
-            key=key,
-            white=headers.get("White", "?").strip(),
-            black=headers.get("Black", "?").strip(),
-            white_elo=parse_elo(headers.get("WhiteElo")),
-            black_elo=parse_elo(headers.get("BlackElo")),
-            time_control=headers.get("TimeControl", ""),
-            result=headers.get("Result", "*"),
-            fen=visitor.fen,
-            moves=tuple(visitor.moves),
-        )
+    return header_check
+
+
+def iter_games(
+    sources: str | os.PathLike | Iterable[str | os.PathLike],
+    game_filter: GameFilter | None = None,
+    stats: ReadStats | None = None,
+    players: set[str] | None = None,
+    unselected_reason: str = "not_selected",
+) -> Iterator[GameRecord]:
+    """Streams the games of ``sources`` that pass ``game_filter``'s game-level checks.
+
+    Player-level checks (``min_games_per_player``) need a whole pass; use
+    :func:`jaxstyle.chess.corpus.collect_corpus` or the streaming build
+    :func:`jaxstyle.chess.build.build`. Games with no player in the filter's allow-list are
+    counted as ``not_selected``; games with no player in ``players`` (when given) as
+    ``unselected_reason``. ``stats`` receives the counts.
+    """
+    game_filter = game_filter or GameFilter()
+    stats = stats if stats is not None else ReadStats()
+    header_check = selection_check(game_filter, players, unselected_reason)
+    for path in resolve_sources(sources):
+        stats.files.append(str(path))
+        damage: list[StreamDamage] = []
+        for game in iter_file_games(path, damage):
+            stats.games_seen += 1
+            record, reason = parse_game(game, path.name, header_check, game_filter)
+            if reason is not None:
+                stats.skip(reason)
+                continue
+            stats.games_kept += 1
+            yield record
+        for item in damage:
+            stats.add_damage(item)
 
 
 def count_player_games(
     sources: str | os.PathLike | Iterable[str | os.PathLike],
     game_filter: GameFilter | None = None,
 ) -> tuple[Counter, ReadStats]:
-    """Header-only pass: games per player passing the header checks (movetext skipped).
+    """Header-only pass: games per player passing the header checks (movetext not parsed).
 
-    Returns the per-player counts and the pass's stats (``games_kept`` stays 0).
+    Returns the per-player counts and the pass's stats, where ``games_kept`` counts the
+    games whose headers passed.
     """
     game_filter = game_filter or GameFilter()
+    header_check = selection_check(game_filter)
     counts: Counter = Counter()
     stats = ReadStats()
-    for visitor, _ in _read_visitors(
-        resolve_sources(sources), game_filter.header_reason, stats, False
-    ):
-        if visitor.reason is None:
-            counts.update(set(candidate_players(visitor.headers)))
-        else:
-            stats.skip(visitor.reason)
+    for path in resolve_sources(sources):
+        stats.files.append(str(path))
+        damage: list[StreamDamage] = []
+        for game in iter_file_games(path, damage):
+            stats.games_seen += 1
+            headers = game.headers()
+            reason = header_check(headers)
+            if reason is None:
+                stats.games_kept += 1
+                counts.update(set(candidate_players(headers)))
+            else:
+                stats.skip(reason)
+        for item in damage:
+            stats.add_damage(item)
     return counts, stats

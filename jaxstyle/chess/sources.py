@@ -1,12 +1,17 @@
-"""Opening PGN sources as text streams: plain ``.pgn`` and zstandard ``.pgn.zst`` (Lichess).
+"""Opening PGN sources as byte or text streams: plain ``.pgn`` and zstandard ``.pgn.zst``.
 
 Files are streamed, never loaded whole. A zstd stream that ends inside a frame (a
-truncated download) raises :class:`TruncatedStreamError` only after every byte that could
-be decoded has been returned, so a reader keeps all games before the cut.
+truncated download) raises :class:`TruncatedStreamError`, and one with a bad frame or
+checksum :class:`CorruptStreamError`, only after every byte that could be decoded before
+the damage has been returned, so a reader keeps all games before it.
+
+Text is UTF-8; a byte sequence that is not UTF-8 is read as Latin-1 (older PGN files and
+databases write ``Polgár`` as ``Polg\\xe1r``), so both spellings name the same player.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 from collections.abc import Iterable, Sequence
@@ -26,6 +31,25 @@ class TruncatedStreamError(DataError):
     """A compressed stream ended in the middle of a frame."""
 
 
+class CorruptStreamError(DataError):
+    """A compressed stream holds a bad frame or a failed checksum (or is not zstd at all)."""
+
+
+def _latin1_fallback(error: UnicodeDecodeError) -> tuple[str, int]:
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("jaxstyle_latin1", _latin1_fallback)
+
+
+def decode_pgn(data: bytes) -> str:
+    """PGN bytes → text: UTF-8, each undecodable byte read as Latin-1 instead."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="jaxstyle_latin1")
+
+
 class _ZstdReader(io.RawIOBase):
     """Raw byte stream decompressing (possibly multi-frame) zstd data chunk by chunk."""
 
@@ -40,6 +64,7 @@ class _ZstdReader(io.RawIOBase):
         self._buf = b""
         self._pos = 0
         self._eof = False
+        self._error: CorruptStreamError | None = None
 
     def readable(self) -> bool:
         return True
@@ -51,7 +76,8 @@ class _ZstdReader(io.RawIOBase):
             try:
                 out.append(self._obj.decompress(data))
             except zstandard.ZstdError as error:
-                raise DataError(f"{self._name}: not a valid zstd stream ({error})") from error
+                self._error = CorruptStreamError(f"{self._name}: not a valid zstd stream ({error})")
+                break
             if self._obj.eof:
                 data = self._obj.unused_data
                 self._obj = self._dctx.decompressobj()
@@ -62,6 +88,8 @@ class _ZstdReader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         while self._pos >= len(self._buf) and not self._eof:
+            if self._error is not None:
+                raise self._error
             chunk = self._src.read(self._chunk_bytes)
             if not chunk:
                 self._eof = True
@@ -82,9 +110,8 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
-def open_text(path: str | os.PathLike) -> TextIO:
-    """Opens a ``.pgn`` or ``.pgn.zst`` file as a UTF-8 text stream (BOM stripped,
-    undecodable bytes replaced).
+def open_bytes(path: str | os.PathLike) -> io.BufferedIOBase:
+    """Opens a ``.pgn`` or ``.pgn.zst`` file as a buffered byte stream (zstd decoded).
 
     Raises:
       DataError: when the file does not exist or is a directory.
@@ -94,9 +121,18 @@ def open_text(path: str | os.PathLike) -> TextIO:
         raise DataError(f"PGN source not found: {path}")
     raw = open(path, "rb")  # noqa: SIM115 - closed by the returned wrapper
     if path.suffix == ".zst":
-        stream = io.BufferedReader(_ZstdReader(raw, str(path)), buffer_size=1 << 16)
-        return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+        return io.BufferedReader(_ZstdReader(raw, str(path)), buffer_size=1 << 20)
+    return raw
+
+
+def open_text(path: str | os.PathLike) -> TextIO:
+    """Opens a ``.pgn`` or ``.pgn.zst`` file as a text stream: UTF-8 (BOM stripped), bytes
+    that are not UTF-8 read as Latin-1 (see :func:`decode_pgn`).
+
+    Raises:
+      DataError: when the file does not exist or is a directory.
+    """
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", errors="jaxstyle_latin1")
 
 
 def resolve_sources(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:

@@ -101,6 +101,6 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
     run.close()
     (tmp_path / "small" / "checkpoints").rename(tmp_path / "wide" / "checkpoints")
     state, step_fn, batch_at, _ = make_task(wide)
-    run = Run(tmp_path / "wide", wide, name="toy")
-    with pytest.raises(CheckpointMismatch, match="made with another config"):
-        fit(run, state, step_fn, batch_at)
+    with Run(tmp_path / "wide", wide, name="toy") as run:
+        with pytest.raises(CheckpointMismatch, match="made with another config"):
+            fit(run, state, step_fn, batch_at)

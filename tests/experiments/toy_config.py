@@ -1,8 +1,19 @@
-"""A tiny regression experiment used to test the runner and the command line."""
+"""A tiny regression experiment used to test the runner and the command line.
+
+It has the config schema every experiment shares (``seed``, ``mesh``,
+``optim.learning_rate``, ``train.{num_steps, log_every, checkpoint_every,
+max_to_keep, on_nonfinite, eval_every}``) and a ``tiny`` variant. Exact command::
+
+    python -m tests.experiments.toy_train --config tests/experiments/toy_config.py:tiny
+"""
 
 import ml_collections
 
-VARIANTS = {"small": {"width": 4}, "wide": {"width": 16}}
+VARIANTS = {
+    "small": {"width": 4, "num_steps": 6},
+    "wide": {"width": 16, "num_steps": 6},
+    "tiny": {"width": 4, "num_steps": 30, "checkpoint_every": 10},
+}
 
 
 def get_config(variant: str = "small") -> ml_collections.ConfigDict:
@@ -10,12 +21,23 @@ def get_config(variant: str = "small") -> ml_collections.ConfigDict:
         raise ValueError(
             f"unknown variant {variant!r} of toy config; choose one of {list(VARIANTS)}"
         )
+    size = VARIANTS[variant]
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.mesh = {"data": -1}
-    config.model = ml_collections.ConfigDict({"width": VARIANTS[variant]["width"]})
+    config.model = ml_collections.ConfigDict({"width": size["width"]})
     config.optim = ml_collections.ConfigDict({"learning_rate": 0.05})
     config.train = ml_collections.ConfigDict(
-        {"num_steps": 6, "log_every": 1, "checkpoint_every": 2, "batch_size": 16}
+        {
+            "num_steps": size["num_steps"],
+            "log_every": 1,
+            "checkpoint_every": size.get("checkpoint_every", 2),
+            "max_to_keep": 3,
+            "on_nonfinite": "stop",
+            "eval_every": 0,
+            "batch_size": 16,
+        }
     )
+    # Test-only: from this step on (if > 0) the batch's targets are inf (a non-finite loss).
+    config.nan_at_step = 0
     return config

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from experiments.runner import guarded_update
+
 
 class Regressor(nnx.Module):
     def __init__(self, width: int, rngs: nnx.Rngs):
@@ -32,7 +34,8 @@ def make_task(config, fail_at_step: int | None = None):
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         optimizer.update(model, grads)
-        return nnx.state((model, optimizer)), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return guarded_update(state, nnx.state((model, optimizer)), metrics)
 
     calls = {"n": 0}
 
@@ -45,6 +48,9 @@ def make_task(config, fail_at_step: int | None = None):
     def batch_at(step: int):
         key = jax.random.fold_in(jax.random.key(config.seed), step)
         x = jax.random.normal(key, (config.train.batch_size, 3))
-        return x, x @ true_w, step
+        y = x @ true_w
+        if config.get("nan_at_step", 0) and step + 1 >= config.nan_at_step:
+            y = jnp.full_like(y, jnp.inf)
+        return x, y, step
 
     return state, train_step, batch_at, calls

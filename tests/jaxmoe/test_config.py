@@ -54,3 +54,34 @@ def test_loss_names_accept_aliases_and_default_coefficients():
     cfg = MoEConfig(**BASE, losses=["load_balancing", "router_z", "simbal"])
     assert cfg.loss_coefs == {"lbl": 0.01, "z_loss": 1e-3, "simbal": 0.1}
     assert MoEConfig(**BASE, losses=None).loss_coefs == {}
+
+
+@pytest.mark.parametrize("field", ["dtype", "param_dtype"])
+def test_integer_dtypes_are_rejected_when_the_config_is_built(field):
+    with pytest.raises(ValueError, match=f"{field} must be a floating dtype"):
+        MoEConfig(**BASE, **{field: jnp.int32})
+
+
+def test_unknown_grouped_matmul_backend_raises():
+    with pytest.raises(ValueError, match="unknown grouped_matmul 'cublas'"):
+        MoEConfig(**BASE, grouped_matmul="cublas")
+
+
+def test_integer_input_is_rejected_at_call_time():
+    layer = MoELayer(MoEConfig(**BASE), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="x must be a floating array .* got int32"):
+        layer(jnp.ones((2, 4, 16), jnp.int32))
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 16), (0, 16)], ids=["empty-sequence", "no-tokens"])
+def test_empty_input_raises_one_clear_error(shape):
+    layer = MoELayer(MoEConfig(**BASE), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="empty input: x has shape"):
+        layer(jnp.zeros(shape))
+
+
+@pytest.mark.parametrize("threshold", [1.0, -0.1, "high"])
+def test_call_time_prune_threshold_is_range_checked(threshold):
+    layer = MoELayer(MoEConfig(**BASE), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="prune_threshold must be"):
+        layer(jnp.zeros((2, 4, 16)), prune_threshold=threshold)

@@ -11,6 +11,7 @@ from jaxmoe import (
     dispatch_tokens,
     dropless_plan,
     grouped_swiglu,
+    sorted_plan,
 )
 from jaxmoe.dispatch import row_tokens, row_weights, tile_layout
 from tests.jaxmoe import reference as ref
@@ -124,3 +125,20 @@ def test_grouped_swiglu_matches_numpy_and_autodiff_reference(tile):
     exp = jax.grad(lambda *a: jnp.sum(dense(*a) * cot), (0, 1, 2, 3))(*args)
     for a, b in zip(got, exp):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_sorted_plan_puts_groups_back_to_back_and_gives_pruned_assignments_no_row():
+    ids = _ids(tokens=20)
+    ids[::3, 1] = E  # pruned (the null expert)
+    plan = sorted_plan(jnp.asarray(ids), E, num_rows=48)
+    slots, rows = np.asarray(plan.slots), np.asarray(plan.row_assign)
+    live = ids < E
+    counts = np.bincount(ids[live], minlength=E)
+    np.testing.assert_array_equal(np.asarray(plan.counts), counts)
+    assert np.all(slots[~live] == 48)
+    starts = np.cumsum(counts) - counts
+    for (t, j), e in np.ndenumerate(ids):  # each live assignment sits in its expert's run
+        if e < E:
+            assert starts[e] <= slots[t, j] < starts[e] + counts[e]
+            assert rows[slots[t, j]] == t * 2 + j
+    assert np.all(rows[live.sum() :] == ids.size)  # rows after the last group are empty

@@ -1,5 +1,6 @@
 """MoELayer end to end: NumPy reference, dispatch equivalence, gradients, pruning, NNX use."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxmoe import MoEConfig, MoELayer, RouterBias, moe_forward, simbal_loss
+from jaxmoe import MoEConfig, MoELayer, MoEParams, RouterBias, moe_forward, simbal_loss
 from tests.jaxmoe import reference as ref
 
 B, S, D, E, K, F = 2, 16, 16, 8, 2, 8
@@ -141,8 +142,10 @@ def test_dynamic_k_pruning_computes_fewer_rows_and_matches_pruned_reference():
 
 def test_parameters_have_expert_shapes_partitioning_and_orthogonal_router():
     layer = _layer()
-    assert layer.w_gate.shape == (E, D, F) and layer.w_down.shape == (E, F, D)
-    assert layer.w_gate.get_metadata("out_sharding") == ("expert", None, "model")
+    assert layer.w_gate.shape == (E, D, F) and layer.w_up.shape == (E, D, F)
+    assert layer.w_gate_up.shape == (E, D, 2, F) and layer.w_down.shape == (E, F, D)
+    np.testing.assert_array_equal(np.asarray(layer.w_up), np.asarray(layer.w_gate_up[...][:, :, 1]))
+    assert layer.w_gate_up.get_metadata("out_sharding") == ("expert", None, None, "model")
     assert layer.w_down.get_metadata("out_sharding") == ("expert", "model", None)
     assert float(simbal_loss(layer.router_kernel[...])) < 1e-4  # orthonormal columns
 
@@ -151,9 +154,10 @@ def test_layer_on_a_mesh_places_experts_on_the_expert_axis():
     mesh = jax.make_mesh((2, 4), ("data", "expert"))
     cfg = MoEConfig(d_model=D, num_experts=E, top_k=K, d_expert=F)
     layer = MoELayer(cfg, rngs=nnx.Rngs(0), mesh=mesh)
-    assert layer.w_up[...].sharding.spec == jax.sharding.PartitionSpec("expert", None, None)
-    shard = layer.w_up[...].addressable_shards[0].data
-    assert shard.shape == (E // 4, D, F)
+    spec = jax.sharding.PartitionSpec("expert", None, None, None)
+    assert layer.w_gate_up[...].sharding.spec == spec
+    shard = layer.w_gate_up[...].addressable_shards[0].data
+    assert shard.shape == (E // 4, D, 2, F)
 
 
 def test_bfloat16_compute_keeps_router_in_float32_and_stays_close():
@@ -196,3 +200,70 @@ def test_training_steps_with_nnx_and_optax_reduce_a_regression_loss():
 
     losses = [float(step(layer, opt)) for _ in range(15)]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_bfloat16_params_build_with_a_float32_orthogonal_init_then_cast():
+    layer = _layer(param_dtype=jnp.bfloat16, dtype=jnp.bfloat16)
+    p = layer.params()
+    assert {a.dtype for a in jax.tree.leaves(p)} == {jnp.dtype(jnp.bfloat16)}
+    r = np.asarray(p.router_kernel, np.float64)
+    np.testing.assert_allclose(r.T @ r, np.eye(E), atol=2e-2)  # orthonormal up to bf16 rounding
+    y, _ = layer(_x().astype(jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(y)))
+
+
+def test_mesh_without_expert_axis_replicates_experts_and_equals_single_device():
+    mesh = jax.make_mesh((8,), ("data",))
+    cfg = MoEConfig(d_model=D, num_experts=E, top_k=K, d_expert=F, losses=("lbl",))
+    layer = MoELayer(cfg, rngs=nnx.Rngs(0), mesh=mesh)
+    assert layer.w_gate_up[...].sharding.is_fully_replicated
+    x, cot = _x(batch=8), _x(seed=2, batch=8)
+    single = MoELayer(cfg, rngs=nnx.Rngs(0))
+    g_mesh, g_single = _grads(layer, x, cot, mesh=mesh), _grads(single, x, cot)
+    chex.assert_trees_all_close(g_mesh, g_single, rtol=1e-4, atol=1e-5)
+    forward = jax.jit(lambda p, x, mesh: moe_forward(p, x, cfg, mesh=mesh)[0], static_argnums=2)
+    y_mesh, y_single = forward(layer.params(), x, mesh), forward(single.params(), x, None)
+    chex.assert_trees_all_close(y_mesh, y_single, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_inputs_compute_and_accumulate_in_float64():
+    with jax.enable_x64(True):
+        layer = _layer(param_dtype=jnp.float64, losses=())
+        x = jnp.asarray(np.random.default_rng(1).normal(size=(B, S, D)), jnp.float64)
+        y = jax.jit(lambda p, x: moe_forward(p, x, layer.config)[0])(layer.params(), x)
+        assert y.dtype == jnp.float64
+        kernel, wg, wu, wd = _np(layer)
+        want = ref.moe(np.asarray(x).reshape(-1, D), kernel, wg, wu, wd, K)
+        # float32 accumulation would leave errors near 1e-7; float64 is exact to ~1e-15.
+        np.testing.assert_allclose(np.asarray(y).reshape(-1, D), want, rtol=1e-11, atol=1e-13)
+
+
+def _concatenations(jaxpr) -> list[tuple[int, ...]]:
+    shapes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "concatenate":
+            shapes.append(tuple(eqn.outvars[0].aval.shape))
+        for value in eqn.params.values():
+            inner = getattr(value, "jaxpr", value)
+            if hasattr(inner, "eqns"):
+                shapes += _concatenations(inner)
+    return shapes
+
+
+def test_gate_and_up_weights_are_stored_fused_and_never_concatenated():
+    layer = _layer(losses=())
+    assert "w_gate_up" in nnx.state(layer, nnx.Param) and "w_gate" not in nnx.state(layer)
+    jaxpr = jax.make_jaxpr(lambda p, x: moe_forward(p, x, layer.config))(layer.params(), _x())
+    assert (E, D, 2 * F) not in _concatenations(jaxpr.jaxpr)
+    p = layer.params()
+    np.testing.assert_array_equal(np.asarray(p.w_in[..., :F]), np.asarray(p.w_gate))
+    again = MoEParams.from_split(p.router_kernel, None, p.w_gate, p.w_up, p.w_down)
+    np.testing.assert_array_equal(np.asarray(again.w_gate_up), np.asarray(p.w_gate_up))
+
+
+def test_router_init_warns_when_d_model_is_below_num_experts():
+    cfg = MoEConfig(d_model=4, num_experts=8, top_k=2, d_expert=8)
+    with pytest.warns(UserWarning, match="cannot make the expert columns orthonormal"):
+        layer = MoELayer(cfg, rngs=nnx.Rngs(0))
+    r = np.asarray(layer.router_kernel[...], np.float64)
+    np.testing.assert_allclose(r @ r.T, np.eye(4), atol=1e-5)  # the rows are orthonormal

@@ -79,7 +79,9 @@ def test_value_iteration_potentials_match_bfs_distances(seed):
     np.testing.assert_allclose(accept, np.where(np.isinf(d_acc), 0.0, gamma**d_acc), rtol=1e-6)
     safety = np.asarray(compile_spec(spec, potential="safety", gamma=gamma).potential)
     d_viol = bfs_distance(spec.delta, spec.violation, np.zeros_like(spec.violation))
-    np.testing.assert_allclose(safety, np.where(np.isinf(d_viol), 0.0, -(gamma**d_viol)), rtol=1e-6)
+    np.testing.assert_allclose(
+        safety, np.where(np.isinf(d_viol), 1.0, 1.0 - gamma**d_viol), rtol=1e-6, atol=1e-7
+    )
     assert not np.asarray(compile_spec(spec, potential="zero").potential).any()
     with pytest.raises(SpecError, match="unknown potential"):
         compile_spec(spec, potential="bogus")

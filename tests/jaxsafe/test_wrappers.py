@@ -9,6 +9,7 @@ from gymnax.wrappers.purerl import LogWrapper
 
 from jaxsafe import Labeller, SafeguardWrapper, SpecError, load_spec, parse_spec
 from jaxsafe.envs import GRIDWORLD_LABELLER, LABELS, GridParams, GridWorld, label_grid
+from jaxsafe.rollout import random_policy, rollout
 
 UP, RIGHT, LEFT, DOWN, STAY = 1, 0, 2, 3, 4
 STILL = GridParams(slip_prob=0.0, jitter_prob=0.0)
@@ -82,22 +83,14 @@ def test_jitted_random_rollouts_match_a_numpy_reference_across_auto_resets():
     n, steps = 16, 300
 
     @jax.jit
-    def rollout(key):
-        _, s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n), params)
+    def run(key):
+        _, traj = rollout(env, params, random_policy(5), key, n, steps, keep_state=True)
+        cell = jnp.argmax(traj.info["final_observation"][..., :100], axis=-1)
+        pos = jnp.stack([cell // 10, cell % 10], -1)
+        jitter = traj.state.env_state.jitter
+        return jitter, pos, traj.reward, traj.terminated, traj.truncated, traj.info
 
-        def body(s, k):
-            k1, k2 = jax.random.split(k)
-            jitter = s.env_state.jitter
-            acts = jax.random.randint(k1, (n,), 0, 5)
-            obs, s, r, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k2, n), s, acts, params
-            )
-            pos = jnp.argmax(info["final_observation"][:, :100], axis=-1)
-            return s, (jitter, jnp.stack([pos // 10, pos % 10], -1), r, term, trunc, info)
-
-        return jax.lax.scan(body, s, jax.random.split(key, steps))[1]
-
-    jitter, pos, r, term, trunc, info = jax.device_get(rollout(jax.random.key(7)))
+    jitter, pos, r, term, trunc, info = jax.device_get(run(jax.random.key(7)))
     ref = reference_rollout(spec, jitter, pos, trunc)
     assert term.any() and trunc.any()  # both kinds of reset happened
     np.testing.assert_array_equal(info["label"], ref["label"])
@@ -123,7 +116,7 @@ REACH = {
 }
 
 
-def test_shaping_mode_adds_gamma_phi_next_minus_phi():
+def test_shaping_mode_adds_gamma_phi_next_minus_phi_to_the_paper_reward():
     spec = parse_spec(REACH)
     env = SafeguardWrapper(GridWorld(), GRIDWORLD_LABELLER, spec, mode="shaping", gamma=0.9)
     params = env.make_params(spec, env_params=STILL)
@@ -134,7 +127,8 @@ def test_shaping_mode_adds_gamma_phi_next_minus_phi():
     prev, expected = "start", []
     for i, q in enumerate(names):
         terminated = q == "bad"
-        expected.append(0.9 * (0.0 if terminated else phi[q]) - phi[prev])
+        base = {"done": 0.1, "bad": -0.1}.get(q, 0.0)  # paper reward: accepting / violation
+        expected.append(base + 0.9 * (0.0 if terminated else phi[q]) - phi[prev])
         prev = q
         assert spec.states[int(steps[i][4]["automaton_state"])] == q
     np.testing.assert_allclose([r for _, _, r, _, _ in steps], expected, rtol=1e-5, atol=1e-6)
@@ -160,23 +154,14 @@ def test_vmap_over_specs_and_envs_matches_each_spec_alone():
     batched = env.make_params(specs)
     assert batched.automaton.delta.shape == (4, 6, 8) and batched.safe_reward.shape == (4,)
     n, steps = 3, 60
-    keys = jax.random.split(jax.random.key(0), steps)
 
-    def rollout(params):
-        _, s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(keys[0], n), params)
+    def run(params):
+        _, traj = rollout(env, params, random_policy(5), jax.random.key(0), n, steps)
+        return traj.reward, traj.terminated, traj.info["automaton_state"]
 
-        def body(s, k):
-            acts = jax.random.randint(k, (n,), 0, 5)
-            _, s, r, term, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k, n), s, acts, params
-            )
-            return s, (r, term, info["automaton_state"])
-
-        return jax.lax.scan(body, s, keys)[1]
-
-    together = jax.jit(jax.vmap(rollout))(batched)
+    together = jax.jit(jax.vmap(run))(batched)
     for k, spec in enumerate(specs):
-        alone = jax.jit(rollout)(env.make_params(spec))
+        alone = jax.jit(run)(env.make_params(spec))
         for a, b in zip(alone, together, strict=True):
             np.testing.assert_array_equal(a, b[k])
     with pytest.raises(SpecError, match="stacked batch"):
@@ -232,19 +217,11 @@ def test_cartpole_with_propositions_terminates_on_env_or_violation(obs_mode):
     n = 8
 
     @jax.jit
-    def rollout(key):
-        _, s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n), params)
+    def run(key):
+        _, traj = rollout(env, params, random_policy(2), key, n, 40)
+        return traj.obs, traj.reward, traj.terminated, traj.info
 
-        def body(s, k):
-            acts = jax.random.randint(k, (n,), 0, 2)
-            obs, s, r, term, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k, n), s, acts, params
-            )
-            return s, (obs, r, term, info)
-
-        return jax.lax.scan(body, s, jax.random.split(key, 40))[1]
-
-    obs, r, term, info = jax.device_get(rollout(jax.random.key(0)))
+    obs, r, term, info = jax.device_get(run(jax.random.key(0)))
     final = info["final_observation"]
     inner = {"concat": lambda o: o[..., :4], "dict": lambda o: o["obs"], "none": lambda o: o}
     x, theta = inner[obs_mode](final)[..., 0], inner[obs_mode](final)[..., 2]

@@ -11,7 +11,7 @@ import chess.pgn
 import zstandard
 
 from jaxstyle.chess import card, make_dataset
-from jaxstyle.chess.pgn import GameFilter
+from jaxstyle.chess.pgn import GameFilter, iter_games
 from jaxstyle.chess.tfds_builder import build_dataset
 
 
@@ -119,18 +119,95 @@ def test_cli_reads_a_truncated_lichess_style_dump_and_reports_the_cut(tmp_path, 
     assert 20 <= kept < 40
 
 
-def test_cli_build_interrupted_after_reading_continues_without_reading_again(
-    real_data, tmp_path, capsys, monkeypatch
-):
-    argv = ["--out", str(tmp_path), "--pgn", str(real_data), "--min-games", "3", "--no-progress"]
-    assert make_dataset.main(argv) == 0
-    shutil.rmtree(tmp_path / "tfds")  # as if the dataset write had been interrupted
+def test_cli_out_that_is_a_file_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert make_dataset.main(["--out", str(tmp_path / "file"), "--pgn", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0]
+
+
+def test_cli_failed_first_run_leaves_no_out_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    assert make_dataset.main(["--out", str(out), "--pgn", str(tmp_path / "missing.pgn")]) == 2
+    assert not out.exists()
+    empty = tmp_path / "empty.pgn"
+    empty.write_text("\n")
+    assert make_dataset.main(["--out", str(out), "--pgn", str(empty)]) == 2
+    assert not out.exists()
+
+
+def study_game(site: str, white: str) -> str:
+    """A Lichess study chapter: it starts from a FEN."""
+    return (
+        f'[Event "Study: endings"]\n[Site "https://lichess.org/study/{site}"]\n'
+        f'[White "{white}"]\n[Black "trainer"]\n[Result "*"]\n[SetUp "1"]\n'
+        '[FEN "4k3/8/8/8/8/8/4P3/4K3 w - - 0 1"]\n\n1. e4 Kd7 2. e5 *\n\n'
+    )
+
+
+def test_cli_games_from_a_fen_need_allow_fen_start(tmp_path, capsys):
+    (tmp_path / "study.pgn").write_text("".join(study_game(f"s{i}", "alice") for i in range(3)))
+    argv = ["--pgn", str(tmp_path / "study.pgn"), "--no-progress", "--workers", "1"]
+    assert make_dataset.main(["--out", str(tmp_path / "a"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "custom_start=3" in err and "passed the headers 0" in err and "kept 0" not in err
+    assert make_dataset.main(["--out", str(tmp_path / "b"), *argv, "--allow-fen-start"]) == 0
+    card_facts = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert card_facts["players"] == 2 and sum(card_facts["positions"].values()) == 9
+
+
+def test_cli_player_allow_list_keeps_only_those_players(real_data, tmp_path, capsys):
+    (tmp_path / "names.txt").write_text("Garry Kasparov\n\n")
+    argv = ["--out", str(tmp_path / "o"), "--pgn", str(real_data), "--no-progress"]
+    assert make_dataset.main([*argv, "--player-list", str(tmp_path / "names.txt")]) == 0
+    facts = json.loads((tmp_path / "o" / "card.json").read_text())
+    assert facts["players"] == 1 and facts["games_kept"] == 6  # Deep Blue is not listed
+    mine = [g for g in iter_games(real_data) if "Garry Kasparov" in (g.white, g.black)]
+    expected = sum(len(g.plies_of(g.color_of("Garry Kasparov"))) for g in mine)
+    assert sum(facts["positions"].values()) == expected
     capsys.readouterr()
+    argv[1] = str(tmp_path / "p")
+    assert make_dataset.main([*argv, "--player", "Magnus Carlsen"]) == 2
+    assert "in the allow-list" in capsys.readouterr().err
 
-    def must_not_read(*args, **kwargs):
-        raise AssertionError("the sources were read again")
 
-    monkeypatch.setattr("jaxstyle.chess.corpus.collect_corpus", must_not_read)
-    assert make_dataset.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "reusing the games read before" in out and "dataset ready: 2 players" in out
+def test_cli_second_run_on_the_same_out_fails_while_the_first_holds_it(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            "from jaxstyle.chess.build import BuildLock;"
+            f"lock = BuildLock(Path({str(out)!r}) / '.make_dataset.lock').__enter__();"
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = make_dataset.main(["--out", str(out), "--pgn", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert f"is being built by another process (pid {holder.pid})" in err[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.is_dir()  # the folder was not this run's to remove
+
+
+def test_synthetic_card_reports_the_style_against_skill_balance_once(tiny_synthetic, tmp_path):
+    facts = card.dataset_card(tiny_synthetic["data_dir"])
+    balance = facts["style_balance"]
+    assert set(balance["features"]) >= {"capture", "knight_move", "book"}
+    assert balance["min_ratio"] == min(r["ratio"] for r in balance["features"].values())
+    cache = tiny_synthetic["root"] / "style_balance.json"
+    assert json.loads(cache.read_text())["balance"] == balance
+    text = card.format_card(facts)
+    assert "## Style against skill (synthetic generator)" in text and "| capture |" in text
+    assert card.dataset_card(tiny_synthetic["data_dir"])["style_balance"] == balance  # cached

@@ -56,7 +56,7 @@ def reference_planes(board: chess.Board) -> np.ndarray:
     ]
     for i, right in enumerate(rights):
         planes[13 + i] = right
-    if view.has_legal_en_passant():
+    if view.ep_square is not None:  # Maia-2's board_to_tensor: whenever ep_square is set
         planes[17, chess.square_rank(view.ep_square), chess.square_file(view.ep_square)] = 1
     return planes
 
@@ -143,11 +143,12 @@ def test_black_to_move_encodes_exactly_like_the_colour_flipped_position(position
             assert encoding.move_to_index(board, move) == encoding.move_to_index(flipped, mirrored)
 
 
-def test_en_passant_plane_is_set_only_when_the_capture_is_legal():
+def test_en_passant_plane_is_set_after_every_double_push_as_in_maia2():
     board = chess.Board()
-    board.push_san("e4")  # e3 is python-chess' ep_square, but Black cannot capture
-    assert board.ep_square == chess.E3
-    assert encoding.board_planes(board)[17].sum() == 0
+    board.push_san("e4")  # e3 is python-chess' ep_square; Black cannot capture, Maia-2 sets it
+    assert board.ep_square == chess.E3 and not board.has_legal_en_passant()
+    planes = encoding.board_planes(board)
+    assert planes[17].sum() == 1 and planes[17, 5, 4] == 1
     board = chess.Board("rnbqkbnr/ppp1pppp/8/8/3pP3/8/PPPP1PPP/RNBQKBNR b KQkq e3 0 3")
     planes = encoding.board_planes(board)
     assert planes[17].sum() == 1

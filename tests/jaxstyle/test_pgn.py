@@ -184,10 +184,81 @@ def test_missing_file_is_one_clear_error(tmp_path):
         list(iter_games(tmp_path))
 
 
-def test_a_file_that_is_not_zstd_is_one_clear_error(tmp_path):
+def test_a_file_that_is_not_zstd_is_skipped_and_counted_with_its_message(tmp_path):
     (tmp_path / "fake.pgn.zst").write_text(game())
-    with pytest.raises(DataError, match="not a valid zstd stream"):
-        list(iter_games(tmp_path / "fake.pgn.zst"))
+    stats = ReadStats()
+    assert list(iter_games(tmp_path / "fake.pgn.zst", stats=stats)) == []
+    assert stats.skipped == {"corrupt_stream": 1}
+    assert "not a valid zstd stream" in stats.summary_line()
+
+
+def test_a_corrupt_zst_keeps_its_games_before_the_damage_and_the_other_files(tmp_path):
+    text = "".join(game(site=f"g{i}", moves="1. d4 d5 2. c4 e6 3. Nc3 Nf6") for i in range(3000))
+    blob = bytearray(zstandard.ZstdCompressor(level=1, write_checksum=True).compress(text.encode()))
+    blob[len(blob) // 2] ^= 0xFF  # a flipped byte inside the frame
+    (tmp_path / "a-corrupt.pgn.zst").write_bytes(bytes(blob))
+    (tmp_path / "b-fine.pgn").write_text(game(site="fine"))
+    stats = ReadStats()
+    games = list(iter_games(tmp_path, stats=stats))
+    assert games[-1].key.endswith("fine") and len(games) < 3001
+    assert stats.skipped["corrupt_stream"] == 1 and len(stats.files) == 2
+    assert "a-corrupt.pgn.zst: not a valid zstd stream" in stats.summary_line()
+
+
+def test_a_plain_pgn_cut_mid_game_drops_the_cut_game(tmp_path):
+    text = game(site="whole") + game(site="cut", moves="1. e4 e5 2. Nf3 Nc6 3. Bb5 a6")
+    (tmp_path / "cut.pgn").write_text(text[: text.rindex("a6") + 2])  # no result token
+    games, stats = read(tmp_path / "cut.pgn")
+    assert [g.key[-5:] for g in games] == ["whole"]
+    assert dict(stats.skipped) == {"unterminated": 1}
+
+
+def test_latin1_headers_name_the_same_player_as_utf8(tmp_path):
+    (tmp_path / "utf8.pgn").write_text(game(white="Polgár"), encoding="utf-8")
+    (tmp_path / "latin1.pgn").write_bytes(game(site="b", white="Polgár").encode("latin-1"))
+    names = {g.white for g in read(tmp_path)[0]}
+    assert names == {"Polgár"}
+
+
+def test_anonymous_names_are_not_players(tmp_path):
+    text = game(site="1", white="NN", black="bob") + game(site="2", white="?", black="N.N.")
+    text += game(site="3", white="Anonymous", black="carol")
+    (tmp_path / "anon.pgn").write_text(text)
+    counts, stats = count_player_games(tmp_path / "anon.pgn")
+    assert counts == {"bob": 1, "carol": 1}
+    assert stats.skipped == {"unknown_player": 1}
+
+
+def test_standard_only_false_keeps_chess960_but_never_other_variants(tmp_path):
+    chess960 = game(site="960", moves="1. g3").replace(
+        '[TimeControl "300+0"]',
+        '[TimeControl "300+0"]\n[Variant "Chess960"]\n'
+        '[FEN "bnrbkrqn/pppppppp/8/8/8/8/PPPPPPPP/BNRBKRQN w KQkq - 0 1"]\n[SetUp "1"]',
+    )
+    atomic = game(site="atomic").replace('[Result "1-0"]', '[Result "1-0"]\n[Variant "Atomic"]')
+    (tmp_path / "v.pgn").write_text(chess960 + atomic + game(site="std"))
+    loose = GameFilter(standard_only=False, standard_start_only=False)
+    games, stats = read(tmp_path / "v.pgn", loose)
+    assert sorted(g.key[-3:] for g in games) == ["960", "std"]
+    assert dict(stats.skipped) == {"variant": 1}
+    games, stats = read(tmp_path / "v.pgn", GameFilter(standard_start_only=False))
+    assert [g.key[-3:] for g in games] == ["std"] and dict(stats.skipped) == {"variant": 2}
+
+
+def test_game_cutter_agrees_with_python_chess_on_every_shipped_file(real_data):
+    import chess.pgn
+
+    from jaxstyle.chess.pgn_split import iter_file_games
+
+    for path in sorted(real_data.glob("*.pgn")):
+        with open_text(path) as handle:
+            expected = []
+            while (parsed := chess.pgn.read_game(handle)) is not None:
+                expected.append(dict(parsed.headers))
+        cut = [g.headers() for g in iter_file_games(path)]
+        assert len(cut) == len(expected), path.name
+        for mine, theirs in zip(cut, expected):
+            assert {k: v for k, v in theirs.items() if k in mine} == mine, path.name
 
 
 def test_open_text_strips_the_byte_order_mark(tmp_path):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import chess
 import numpy as np
 import pytest
 
-from jaxstyle.chess import synthetic
+from jaxstyle.chess import balance, synthetic
 from jaxstyle.chess.evaluator import FastEvaluator, analyse_moves
 from jaxstyle.chess.pgn import GameFilter, ReadStats, iter_games, time_control_class
 from jaxstyle.chess.sources import DataError
-from jaxstyle.chess.style_features import NUM_FEATURES, theta_from_dict
+from jaxstyle.chess.style_features import FEATURES, NUM_FEATURES, move_features, theta_from_dict
 from tests.jaxstyle.samples import FAKE_ENGINE
 
 SHORT = synthetic.GeneratorConfig(num_players=4, games_per_player=2, max_plies=60, chunk_games=2)
@@ -87,7 +88,7 @@ def test_players_are_a_dirichlet_mixture_of_the_archetypes_and_deterministic():
     # alpha = 0.3: sparse mixtures, about 3 of 8 archetypes above 0.1 (alpha = 10 gives ~6)
     assert (weights > 0.1).sum(axis=1).mean() < 4
     taus = np.array([p.tau for p in players])
-    assert taus.min() >= 0.05 and taus.max() <= 1.0
+    assert taus.min() >= config.tau_range[0] and taus.max() <= config.tau_range[1]
     elos = np.array([p.elo for p in players])
     assert np.corrcoef(np.log(taus), elos)[0, 1] < -0.9  # stronger = higher pseudo-Elo
     assert synthetic.make_players(config) == players
@@ -175,3 +176,84 @@ def test_games_can_use_a_uci_engine_for_the_move_loss(tmp_path):
     games = list(iter_games(tmp_path / "pgn"))
     assert len(games) == 1 and 1 <= games[0].num_plies <= 12
     assert synthetic.load_ground_truth(tmp_path)[0] == config
+
+
+def clone_rates(feature: str, games: int = 12) -> dict[str, float]:
+    """Rates of ``feature`` for clones of the average default player one sd apart in
+    θ_feature, and one sd apart in log τ, over played games (on-policy)."""
+    config = dataclasses.replace(synthetic.GeneratorConfig(), max_plies=80)
+    everyone = synthetic.make_players(config)
+    base = balance.average_player(everyone)
+    f = FEATURES.index(feature)
+    sd = float(np.std([p.theta[f] for p in everyone]))
+    log_tau_sd = float(np.std(np.log([p.tau for p in everyone])))
+
+    def rate(shift=0.0, log_tau=0.0):
+        theta = list(base.theta)
+        theta[f] += shift
+        player = dataclasses.replace(
+            base, theta=tuple(theta), tau=base.tau * float(np.exp(log_tau))
+        )
+        return balance.on_policy_rates(player, base, config, games, seed=5)[f]
+
+    return {
+        "style": rate(+sd) - rate(-sd),
+        "skill": rate(log_tau=+log_tau_sd) - rate(log_tau=-log_tau_sd),
+    }
+
+
+@pytest.mark.parametrize("feature", ["capture", "queen_move"])
+def test_clones_one_sd_apart_in_style_differ_more_than_clones_one_sd_apart_in_skill(feature):
+    """The issue's outside measurement on clones (played games): before the retune,
+    clones differing only in θ_capture moved the capture rate less than skill did."""
+    effects = clone_rates(feature)
+    assert effects["style"] > 0 and effects["style"] > abs(effects["skill"]), effects
+
+
+def test_balance_reports_every_feature_with_style_and_skill_effects():
+    config = synthetic.GeneratorConfig(max_plies=30)
+    facts = balance.style_balance(config, games=1)
+    assert set(facts["features"]) == set(FEATURES)
+    for row in facts["features"].values():
+        assert row["ratio"] == pytest.approx(
+            abs(row["style_effect"]) / max(abs(row["skill_effect"]), 1e-9)
+        )
+    assert facts["min_ratio"] == min(r["ratio"] for r in facts["features"].values())
+    lines = balance.format_balance(facts)
+    assert any(line.startswith("| capture |") for line in lines)
+
+
+def test_policy_is_the_softmax_of_the_move_logits():
+    player = custom_player("p", tau=0.5, capture=2.0)
+    table = analyse_moves(chess.Board("r1bqkbnr/pppp1ppp/2n5/4p3/3PP3/8/PPP2PPP/RNBQKBNR w KQkq -"))
+    deltas = FastEvaluator().deltas(table)
+    phi = move_features(table)
+    logits = -deltas / 0.5 + 2.0 * phi[:, 0]
+    want = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(balance.policy(player, deltas, phi), want, rtol=1e-5)
+
+
+def test_pooled_feature_rates_match_a_numpy_loop_over_positions():
+    config = synthetic.GeneratorConfig(max_plies=20)
+    base = balance.average_player(synthetic.make_players(config))
+    positions = balance.Positions.stack(balance.play_positions(base, base, config, games=1))
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(2, NUM_FEATURES))
+    tau = np.array([0.3, 1.0])
+    want = np.zeros((2, NUM_FEATURES))
+    for v in range(2):
+        for i in range(len(positions.deltas)):
+            n = positions.mask[i].sum()
+            logits = -positions.deltas[i, :n] / tau[v] + positions.phi[i, :n] @ theta[v]
+            p = np.exp(logits - logits.max())
+            want[v] += (p / p.sum()) @ positions.phi[i, :n]
+    want /= len(positions.deltas)
+    np.testing.assert_allclose(balance.feature_rates(positions, theta, tau), want, rtol=1e-4)
+
+
+def test_default_generator_style_moves_every_feature_rate_at_least_as_much_as_skill():
+    facts = balance.style_balance(synthetic.GeneratorConfig(), games=2, max_plies=60)
+    assert facts["style_dominates"], "\n".join(balance.format_balance(facts))
+    for name, row in facts["features"].items():
+        assert row["style_effect"] > 0, name  # a larger weight means more of the feature
+        assert abs(row["style_effect"]) >= abs(row["skill_effect"]), (name, row)

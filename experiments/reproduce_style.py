@@ -1,0 +1,421 @@
+"""Style vectors at CPU scale (``make reproduce``): move matching, stylometry, latent space,
+steering, on synthetic players whose true style θ and skill τ are known.
+
+Steps (quick default; ``full=True`` uses the default 400-player generator):
+
+1. generate the synthetic games and build the tfds dataset (cached in ``workdir/data``);
+2. train stages (a) base, (b) skills + style table with the STYLE-MODEL trainer
+   (:func:`experiments.trainers.style.train`), export in ``workdir/train``;
+3. evaluate (:func:`evaluate`): move matching on held-out games (base, style vector, and the
+   synthetic player's own policy as the ceiling), the stylometry table (cosine and
+   likelihood, pool size × query games, random-guess column), a linear probe from style
+   vectors to θ and log τ (R² on held-out players), the 2-D projection, steering of
+   capture rate / castling / knight usage along property deltas, and the weak → strong
+   interpolation.
+
+Reference vectors are the trained table rows (fitted on each player's *train* games);
+query vectors are fitted on held-out games (the reference and query splits together), so
+a query never sees the games its reference was trained on. Writes ``results.json``,
+``table.md`` and ``plots/*.png`` under ``workdir``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+PAPER = {"stylometry_400_100": 0.998, "stylometry_47864_100": 0.944}
+
+SETTINGS = {
+    "quick": dict(
+        generator=dict(num_players=50, games_per_player=60, max_plies=80, chunk_games=50),
+        pool_sizes=(10, 25, 50),
+        query_games=(5, 10, 30, 100),
+        fit_steps=80,
+        likelihood_max_pool=10,
+        steer_lambdas=(-2.0, 0.0, 2.0, 4.0),
+        steer_games=8,
+        steer_plies=50,
+        oracle_games=100,
+    ),
+    "full": dict(
+        generator=dict(),
+        pool_sizes=(50, 200, 400),
+        query_games=(5, 10, 20, 30, 100),
+        fit_steps=300,
+        likelihood_max_pool=50,
+        steer_lambdas=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0),
+        steer_games=32,
+        steer_plies=80,
+        oracle_games=600,
+    ),
+}  # fmt: skip
+
+STEERED = {  # property → (feature whose players form P, what is measured)
+    "capture": ("capture", "capture"),
+    "castling": ("castle_early", "castled"),
+    "knight usage": ("knight_move", "knight_move"),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+def make_data(workdir: Path, generator: dict) -> tuple[Path, Path]:
+    """``(games folder, tfds data dir)``; generation and build are cached and resumable."""
+    from jaxstyle.chess import synthetic, tfds_builder
+
+    games = workdir / "data"
+    synthetic.generate(games, synthetic.GeneratorConfig(**generator), workers=2)
+    data_dir = games / "tfds"
+    tfds_builder.build_dataset(data_dir, games / "pgn")
+    return games, data_dir
+
+
+def load_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
+    """Every record of ``split`` as arrays (``planes [N, 18, 8, 8]``, ``legal_mask``, …)."""
+    from jaxstyle.chess.batching import iterate_split
+
+    parts = list(iterate_split(data_dir, split, batch_size=4096))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def concat(*splits: dict) -> dict:
+    return {k: np.concatenate([s[k] for s in splits]) for k in splits[0]}
+
+
+def truth_by_id(data_dir: Path, games: Path) -> tuple[list, list[str]]:
+    """Ground-truth :class:`PlayerStyle` per dataset player id, and the archetype names."""
+    from jaxstyle.chess import players as players_lib
+    from jaxstyle.chess.tfds_builder import load_builder
+
+    names = load_builder(data_dir).info.metadata["players"]
+    config, styles = players_lib.load_ground_truth(games)
+    by_name = {p.name: p for p in styles}
+    return [by_name[n] for n in names], list(config.archetypes)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation pieces
+
+
+def move_matching(model, vectors, held_out: dict, oracle: dict[int, float]) -> dict:
+    """Top-1 legal-masked accuracy on held-out positions: base, style vector, ceiling."""
+    from jaxstyle.training import score_moves
+
+    p, m = held_out["planes"], held_out["legal_mask"]
+    base, _ = score_moves(model, p, m, held_out["move"])
+    routing = np.asarray(vectors)[held_out["player"]]
+    style, _ = score_moves(model, p, m, held_out["move"], routing=routing)
+    hit_base = base == held_out["move"]
+    hit_style = style == held_out["move"]
+    ids = np.unique(held_out["player"])
+    gain = np.array(
+        [hit_style[held_out["player"] == i].mean() - hit_base[held_out["player"] == i].mean()
+         for i in ids]
+    )  # fmt: skip
+    weights = np.array([(held_out["player"] == i).sum() for i in ids])
+    ceiling = float(np.average([oracle[int(i)] for i in ids], weights=weights))
+    return {
+        "base": float(hit_base.mean()),
+        "style": float(hit_style.mean()),
+        "ceiling": ceiling,
+        "per_player_gain_mean": float(gain.mean()),
+        "players_gaining": float((gain > 0).mean()),
+        "positions": int(len(hit_base)),
+    }
+
+
+def oracle_ceiling(games: Path, truth: list, max_games: int) -> dict[int, float]:
+    """Per player id: expected top-1 agreement of the player's own policy with its moves,
+    ``E_x[max_m π_p(m | x)]``, over its positions in the first ``max_games`` games."""
+    import chess
+
+    from jaxstyle.chess.balance import policy
+    from jaxstyle.chess.evaluator import FastEvaluator, analyse_moves
+    from jaxstyle.chess.pgn import iter_games
+    from jaxstyle.chess.play import repertoire_move
+    from jaxstyle.chess.players import load_ground_truth
+    from jaxstyle.chess.style_features import move_features
+
+    config, _ = load_ground_truth(games)
+    ids = {p.name: i for i, p in enumerate(truth)}
+    sums, counts = np.zeros(len(truth)), np.zeros(len(truth))
+    evaluator = FastEvaluator()
+    for n, game in enumerate(iter_games(games / "pgn")):
+        if n >= max_games:
+            break
+        board = chess.Board()
+        for uci in game.moves:
+            name = game.white if board.turn == chess.WHITE else game.black
+            if name in ids:
+                player = truth[ids[name]]
+                table = analyse_moves(board)
+                deltas = evaluator.deltas(table)
+                book = None
+                if board.ply() < config.opening_plies:
+                    book = repertoire_move(player, table, deltas, config.book_tolerance)
+                sums[ids[name]] += policy(player, deltas, move_features(table, book)).max()
+                counts[ids[name]] += 1
+            board.push(chess.Move.from_uci(uci))
+    overall = sums.sum() / max(counts.sum(), 1)
+    return {i: float(sums[i] / counts[i]) if counts[i] else overall for i in range(len(truth))}
+
+
+def probe(vectors: np.ndarray, truth: list, seed: int = 0) -> dict:
+    """Held-out R² of linear probes from style vectors to θ (per feature) and log τ."""
+    from jaxstyle.chess.style_features import FEATURES
+    from jaxstyle.stylometry import linear_probe
+
+    theta = np.array([p.theta for p in truth])
+    log_tau = np.log([p.tau for p in truth])[:, None]
+    train = np.random.default_rng(seed).permutation(len(truth)) < int(0.75 * len(truth))
+    r2_theta = linear_probe(vectors, theta, train)
+    r2_tau = float(linear_probe(vectors, log_tau, train)[0])
+    return {
+        "theta_r2_mean": float(r2_theta.mean()),
+        "theta_r2": dict(zip(FEATURES, map(float, r2_theta))),
+        "log_tau_r2": r2_tau,
+        "held_out_players": int((~train).sum()),
+    }
+
+
+def steering(model, vectors: np.ndarray, truth: list, s: dict) -> dict:
+    """Property vs λ for every :data:`STEERED` property, all in one batched self-play."""
+    from jaxstyle import steering as st
+    from jaxstyle.chess.style_features import FEATURES
+
+    theta = np.array([p.theta for p in truth])
+    start = vectors.mean(0)
+    lambdas = np.asarray(s["steer_lambdas"])
+    steered = []
+    for feature, _ in STEERED.values():
+        col = theta[:, FEATURES.index(feature)]
+        delta = st.property_delta(vectors, col >= np.quantile(col, 0.75))
+        steered.append(st.steer(start, delta, lambdas))
+    games = st.self_play(
+        model,
+        np.concatenate(steered),
+        start,
+        games_per_vector=s["steer_games"],
+        max_plies=s["steer_plies"],
+    )
+    props = st.game_properties(games, s["steer_games"])
+    out = {"lambdas": lambdas.tolist()}
+    for k, (name, (_, measure)) in enumerate(STEERED.items()):
+        rows = slice(k * len(lambdas), (k + 1) * len(lambdas))
+        out[name] = {"measure": measure, "values": props[measure][rows].tolist()}
+        if name == "castling":
+            out[name]["castle_ply"] = props["castle_ply"][rows].tolist()
+    return out
+
+
+def interpolation(model, vectors: np.ndarray, truth: list, held_out: dict) -> dict:
+    """Agreement with the strongest player's held-out moves along weak → strong."""
+    from jaxstyle import steering as st
+
+    taus = np.array([p.tau for p in truth])
+    weak, strong = int(taus.argmax()), int(taus.argmin())
+    rows = held_out["player"] == strong
+    positions = {k: held_out[k][rows] for k in ("planes", "legal_mask", "move")}
+    lambdas = np.linspace(0.0, 1.0, 6)
+    agree = st.strong_agreement(model, vectors[weak], vectors[strong], positions, lambdas)
+    return {
+        "lambdas": lambdas.tolist(),
+        "agreement": agree.tolist(),
+        "monotone": bool(np.all(np.diff(agree) >= -1e-9)),
+        "weak": truth[weak].name,
+        "strong": truth[strong].name,
+        "weak_tau": float(taus[weak]),
+        "strong_tau": float(taus[strong]),
+        "positions": int(rows.sum()),
+    }
+
+
+def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) -> dict:
+    """Every measurement of the reproduction on a trained model whose players' style
+    vectors are ``reference [P, R]`` (row = dataset player id); writes the plots."""
+    from jaxstyle import steering as st
+    from jaxstyle import stylometry
+
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    truth, archetypes = truth_by_id(data_dir, games)
+    held_out = concat(load_split(data_dir, "reference"), load_split(data_dir, "query"))
+    vectors = np.asarray(reference, np.float32)
+    steps = tqdm(total=6, desc="style evaluation", unit="part")
+    results = {}
+    oracle = oracle_ceiling(games, truth, s["oracle_games"])
+    results["move_matching"] = move_matching(model, vectors, held_out, oracle)
+    steps.update()
+    table = stylometry.stylometry_table(
+        model,
+        vectors,
+        stylometry.Queries.from_batch(held_out),
+        pool_sizes=s["pool_sizes"],
+        query_games=s["query_games"],
+        steps=s["fit_steps"],
+        likelihood_max_pool=s["likelihood_max_pool"],
+        key=jax.random.PRNGKey(0),
+    )
+    results["stylometry"] = table
+    steps.update()
+    results["probe"] = probe(vectors, truth)
+    labels = np.array([int(np.argmax(p.weights)) for p in truth])
+    fig = stylometry.projection_figure(vectors, labels, archetypes, "style vectors (PCA)")
+    fig.savefig(plots / "style_space.png", dpi=100)
+    steps.update()
+    results["steering"] = steer = steering(model, vectors, truth, s)
+    fig = st.steering_figure(
+        steer["lambdas"],
+        {f"{name} ({steer[name]['measure']})": steer[name]["values"] for name in STEERED},
+        ylabel="rate in generated games",
+        title="steering s̄ + λΔ_P",
+    )
+    fig.savefig(plots / "steering.png", dpi=100)
+    steps.update()
+    results["interpolation"] = inter = interpolation(model, vectors, truth, held_out)
+    fig = st.interpolation_figure(
+        inter["lambdas"],
+        {f"{inter['weak']} → {inter['strong']}": inter["agreement"]},
+        title="weak → strong interpolation",
+    )
+    fig.savefig(plots / "interpolation.png", dpi=100)
+    steps.update()
+    mm = results["move_matching"]
+    fig = _bar_figure(
+        {"base": mm["base"], "style vector": mm["style"], "own policy (ceiling)": mm["ceiling"]}
+    )
+    fig.savefig(plots / "move_matching.png", dpi=100)
+    steps.update()
+    steps.close()
+    results["plots"] = [
+        f"plots/{n}.png" for n in ("move_matching", "style_space", "steering", "interpolation")
+    ]
+    return results
+
+
+def _bar_figure(values: dict):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    ax.bar(list(values), list(values.values()), color=["grey", "tab:blue", "tab:green"])
+    for i, v in enumerate(values.values()):
+        ax.text(i, v, f"{100 * v:.1f}%", ha="center", va="bottom")
+    ax.set_ylabel("top-1 move matching (held-out games)")
+    ax.set_title("move matching")
+    fig.tight_layout()
+    return fig
+
+
+def headline(results: dict) -> str:
+    rows = [r for r in results["stylometry"]["rows"] if r["cosine"] is not None]
+    best = max(rows, key=lambda r: (r["pool"], r["query_games"]))
+    mm, pr = results["move_matching"], results["probe"]
+    return (
+        f"Stylometry top-1 {100 * best['cosine']:.1f}% (cosine) among {best['pool']} synthetic "
+        f"players with {best['query_games']} query games (random {100 * best['random']:.1f}%); "
+        f"paper: 99.8% at 400 players / 100 games, 94.4% at 47,864. Move matching "
+        f"{100 * mm['base']:.1f}% base → {100 * mm['style']:.1f}% with style vectors "
+        f"(ceiling {100 * mm['ceiling']:.1f}%); probe R² θ {pr['theta_r2_mean']:.2f}, "
+        f"log τ {pr['log_tau_r2']:.2f}."
+    )
+
+
+def table_md(results: dict) -> str:
+    mm, pr, inter = results["move_matching"], results["probe"], results["interpolation"]
+    steer = results["steering"]
+    lines = [
+        "### Stylometry (top-1 identification)",
+        "",
+        results["stylometry"]["table_md"],
+        "",
+        "### Move matching (held-out games)",
+        "",
+        "| model | top-1 |",
+        "|---|---:|",
+        f"| base network | {100 * mm['base']:.1f}% |",
+        f"| style vectors | {100 * mm['style']:.1f}% |",
+        f"| each player's own policy (ceiling) | {100 * mm['ceiling']:.1f}% |",
+        "",
+        f"Per-player gain {100 * mm['per_player_gain_mean']:+.1f} points; "
+        f"{100 * mm['players_gaining']:.0f}% of players gain.",
+        "",
+        f"### Latent space: probe R² on {pr['held_out_players']} held-out players",
+        "",
+        f"θ (mean over features) {pr['theta_r2_mean']:.2f}; log τ {pr['log_tau_r2']:.2f}",
+        "",
+        "### Steering (property of generated games vs λ)",
+        "",
+        "| property | " + " | ".join(f"λ={x:g}" for x in steer["lambdas"]) + " |",
+        "|---|" + "---:|" * len(steer["lambdas"]),
+    ]
+    for name in STEERED:
+        values = " | ".join(f"{v:.3f}" for v in steer[name]["values"])
+        lines.append(f"| {name} ({steer[name]['measure']}) | {values} |")
+    lines += [
+        "",
+        f"### Interpolation {inter['weak']} (τ={inter['weak_tau']:.2f}) → {inter['strong']} "
+        f"(τ={inter['strong_tau']:.2f}): agreement with the strong player's moves",
+        "",
+        " → ".join(f"{100 * a:.1f}%" for a in inter["agreement"])
+        + f" (monotone: {inter['monotone']})",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Entry point
+
+
+def train_model(games: Path, workdir: Path, full: bool) -> tuple:
+    """Stages (a)–(c) with the STYLE-MODEL trainer (``quick`` or ``cpu`` config).
+
+    Returns ``(model, reference [P, R], trainer results)``: the reference vectors are the
+    trained table rows, with the few-shot vectors (stage c, fitted on their train games)
+    in the rows of the players held out of stages (a) and (b).
+    """
+    from experiments.configs import style as style_configs
+    from experiments.trainers import style as style_trainer
+    from jaxstyle import model_io
+    from jaxstyle.chess.tfds_builder import load_builder
+
+    config = style_configs.get_config("cpu" if full else "quick")
+    config.data.dir = str(games)
+    trained = style_trainer.train(config, workdir)
+    model = model_io.load(trained["model_path"])
+    reference = np.array(model.style_vectors())
+    fewshot = np.load(Path(trained["model_path"]) / "fewshot_vectors.npz")
+    ids = {n: i for i, n in enumerate(load_builder(games / "tfds").info.metadata["players"])}
+    for name, vector in zip(fewshot["players"], fewshot["vectors"]):
+        reference[ids[str(name)]] = vector
+    return model, reference, trained
+
+
+def reproduce(workdir: Path, *, full: bool = False) -> dict:
+    """Runs the comparison (see the module docstring); returns the contract dict."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    s = SETTINGS["full" if full else "quick"]
+    tic = time.perf_counter()
+    games, data_dir = make_data(workdir, s["generator"])
+    model, reference, trained = train_model(games, workdir / "train", full)
+    results = evaluate(model, reference, data_dir, games, workdir, s)
+    results["trainer_metrics"] = trained["metrics"]
+    results.update(
+        headline=headline(results),
+        table_md=table_md(results),
+        paper=PAPER,
+        full=full,
+        seconds=time.perf_counter() - tic,
+    )
+    (workdir / "table.md").write_text(results["table_md"] + "\n")
+    (workdir / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    return results

@@ -1,0 +1,563 @@
+r"""Tabular Q-learning with progressive safeguards, jitted and vmapped over seeds.
+
+The agent learns on the gridworld's product state ``(cell, automaton state)`` with one
+Q-table ``float32[C=100, S, A=5]`` carried across a curriculum of safeguards (SG0 -> SG1 -> SG2
+-> SG3). The table's automaton axis holds **slots**: non-sink states of every stage keep their
+rank among the spec's non-sink states (for the paper's specs, ``q_i`` is slot ``i``), and every
+violation sink shares the last slot, as the authors' key ``(row, col, -1)`` does. So ``q0`` of
+SG0 is ``q0`` of SG3: Q-values learned in one stage are reused by the next for the same
+``(cell, slot)`` -- that reuse is the transfer.
+
+Each environment step (one seed)::
+
+    a_greedy = argmax_a Q[s, a]           (random tie-breaks, exact float equality)
+    a        = uniform action with probability epsilon, else a_greedy
+    s', r    = safeguarded gridworld step (paper reward: +0.1 safe step, -0.1 and end on violation)
+    Q[s', :] = init(s')                   if s' was never seen
+    Q[s, u] <- (1 - alpha) Q[s, u] + alpha (r + gamma * bootstrap(s'))
+
+with, per :attr:`QLearningConfig.faithful`:
+
+============ ===================================== ==========================================
+             faithful (authors' ``minecraft.py``)  corrected
+============ ===================================== ==========================================
+stages       ``int(episode / 1666)``: 1666, 1666,  equal stages (``E / K`` episodes each)
+             1666 and **2** episodes
+``u``        ``a_greedy`` even after an            ``a``, the action taken
+             exploratory action
+``init(s')`` mean of ``Q[cell', i]`` over the      ``Q[cell', q]``, the automaton state
+             seen slots ``i < stage index`` (the   the step came from, if seen there (its
+             task index read as an automaton       hazards are the closest); else the mean
+             state); 0 if none                     over the non-sink slots seen at ``cell'``;
+                                                   else 0
+bootstrap    ``max(0, max init(s'))`` for a new    ``max Q[s', :]``, 0 on a violation (the sink
+             ``s'``, else ``max Q[s', :]``; the    is terminal)
+             sink is bootstrapped like any state
+test: unseen ``Q[cell, 0]`` if seen, else action 0 the mean rule (nothing written)
+============ ===================================== ==========================================
+
+Episodes end on a violation or after ``max_steps`` (1000) steps; task states never end them.
+Evaluation: greedy rollouts under the final safeguard (slip and jitter on), reporting success
+(no violation), violation and **task completion** (the episode reaches a task state: a non-sink
+state with no edge to another non-sink state -- SG3's ``q2`` and ``q4``).
+
+Each stage is one ``lax.while_loop`` over chunks of :data:`CHUNK` environment steps whose body
+is the per-seed chunk ``vmap``-ed over seeds (its uniforms drawn in one call, then a
+``lax.scan`` over the steps); finished seeds are masked and keep their key, so each seed's run is
+a pure function of its own key, whatever it is batched with.
+The gridworld dynamics (:func:`jaxsafe.envs.gridworld.move`) and the safeguard
+(:func:`jaxsafe.wrappers.safeguard_step`) are the library's own; evaluation goes through
+:func:`jaxsafe.rollout.rollout` on the :class:`~jaxsafe.wrappers.SafeguardWrapper`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxsafe.automaton import Automaton
+from jaxsafe.envs.gridworld import (
+    GRIDWORLD_LABELLER,
+    SIZE,
+    START,
+    GridParams,
+    GridWorld,
+    jitter_from_uniform,
+    label_at,
+    move,
+)
+from jaxsafe.rollout import rollout
+from jaxsafe.spec import Spec, SpecError
+from jaxsafe.wrappers import SafeguardParams, SafeguardWrapper, safeguard_step
+
+__all__ = [
+    "AUTHORS_EPISODES_PER_STAGE",
+    "Curriculum",
+    "QLearner",
+    "QLearningConfig",
+    "QState",
+    "final_params",
+    "greedy_policy",
+    "make_curriculum",
+    "make_qlearning",
+    "stage_episodes",
+    "stage_summary",
+    "task_states",
+]
+
+AUTHORS_EPISODES_PER_STAGE = (1666, 1666, 1666, 2)
+"""The authors' schedule ``int(episode / 1666)`` over 5000 episodes: SG3 gets two."""
+
+NUM_CELLS = SIZE * SIZE
+NUM_ACTIONS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class QLearningConfig:
+    """Hyperparameters (the paper's defaults) and the protocol variant.
+
+    ``faithful=True`` reproduces the authors' update, initialisation, bootstrap and test
+    fallback (see the module docstring); ``False`` is the corrected learner.
+    """
+
+    epsilon: float = 0.1
+    alpha: float = 0.9
+    gamma: float = 0.9
+    max_steps: int = 1000
+    faithful: bool = False
+    unroll: int = 4
+
+    def __post_init__(self):
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
+        if self.max_steps < 1 or self.unroll < 1:
+            raise ValueError("max_steps and unroll must be positive")
+
+
+def stage_episodes(num_episodes: int, num_stages: int, *, faithful: bool) -> tuple[int, ...]:
+    """Episodes per stage: the authors' ``int(episode / 1666)`` split, or equal stages.
+
+    Faithful: the authors' divisor ``d = E // (K - 1)`` (1666 for 5000 episodes, 4 stages);
+    stage ``k`` gets the episodes with ``min(e // d, K - 1) == k`` (1666, 1666, 1666, 2).
+    Corrected: ``E / K`` each, the remainder to the last stage.
+    """
+    if num_episodes < num_stages:
+        raise ValueError(f"{num_episodes} episodes cannot cover {num_stages} stages")
+    if faithful and num_stages > 1:
+        divisor = num_episodes // (num_stages - 1)
+        stage = np.minimum(np.arange(num_episodes) // divisor, num_stages - 1)
+        return tuple(int(c) for c in np.bincount(stage, minlength=num_stages))
+    base = num_episodes // num_stages
+    return (base,) * (num_stages - 1) + (num_episodes - base * (num_stages - 1),)
+
+
+def task_states(spec: Spec) -> np.ndarray:
+    """bool[Q]: non-sink states with no edge to another non-sink state (the task's goals)."""
+    delta, viol = np.asarray(spec.delta), np.asarray(spec.violation)
+    own = delta == np.arange(spec.num_states)[:, None]
+    return ~viol & np.all(own | viol[delta], axis=1)
+
+
+@struct.dataclass
+class Curriculum:
+    """K stages as arrays: stacked safeguard params, slot map, task mask and stage starts.
+
+    ``params``: :class:`SafeguardParams` with a leading K axis; ``slot`` int32[K, Q] (Q-table
+    slot of each automaton state); ``task`` bool[K, Q]; ``starts`` int32[K] first episode of
+    each stage; static: ``episodes`` per stage, their sum ``num_episodes`` and ``num_slots``
+    (the table's automaton axis).
+    """
+
+    params: SafeguardParams
+    slot: jax.Array
+    task: jax.Array
+    starts: jax.Array
+    episodes: tuple[int, ...] = struct.field(pytree_node=False)
+    num_episodes: int = struct.field(pytree_node=False)
+    num_slots: int = struct.field(pytree_node=False)
+
+
+def _slots(spec: Spec, num_states: int, num_slots: int) -> np.ndarray:
+    viol = np.asarray(spec.violation)
+    slot = np.cumsum(~viol) - 1  # rank among non-sink states
+    slot = np.where(viol, num_slots - 1, slot)
+    pad = np.arange(spec.num_states, num_states) % num_slots  # unreachable padding
+    return np.concatenate([slot, pad]).astype(np.int32)
+
+
+def make_curriculum(
+    env: SafeguardWrapper, specs: Sequence[Spec], episodes_per_stage: Sequence[int]
+) -> Curriculum:
+    """Stack ``specs`` (one per stage) with their episode budgets into a :class:`Curriculum`."""
+    if len(specs) != len(episodes_per_stage) or not specs:
+        raise SpecError("give one episode budget per safeguard stage")
+    if any(int(n) < 1 for n in episodes_per_stage):
+        raise SpecError(f"every stage needs at least one episode, got {list(episodes_per_stage)}")
+    num_states = max(s.num_states for s in specs)
+    num_slots = max(int((~np.asarray(s.violation)).sum()) for s in specs) + 1
+    params = env.make_params(list(specs), mode="paper")
+    padded = lambda m, s: np.concatenate([m, np.zeros(num_states - s.num_states, bool)])
+    starts = np.concatenate([[0], np.cumsum(episodes_per_stage)[:-1]])
+    return Curriculum(
+        params=params,
+        slot=jnp.asarray(np.stack([_slots(s, num_states, num_slots) for s in specs])),
+        task=jnp.asarray(np.stack([padded(task_states(s), s) for s in specs])),
+        starts=jnp.asarray(starts, jnp.int32),
+        episodes=tuple(int(n) for n in episodes_per_stage),
+        num_episodes=int(np.sum(episodes_per_stage)),
+        num_slots=num_slots,
+    )
+
+
+@struct.dataclass
+class QState:
+    """One seed's learner (a batch of seeds has a leading axis on every leaf).
+
+    ``table`` float32[C, S, A + 1]: the Q-values ``[..., :A]`` and, in the last column, 1.0 once
+    the entry exists (as a key of the authors' dict; one scatter writes both). The product state
+    is ``pos`` int32[2], ``jitter`` int32[], ``q`` int32[] (automaton state of the current
+    stage's spec), ``steps`` into the episode; ``episode`` episodes finished; ``history``
+    float32[E, 4] per episode: violated, env steps, reached a task state, ``max_a Q[s0, a]`` at
+    its start.
+    """
+
+    key: jax.Array
+    table: jax.Array
+    pos: jax.Array
+    jitter: jax.Array
+    q: jax.Array
+    steps: jax.Array
+    episode: jax.Array
+    task_now: jax.Array
+    value0_now: jax.Array
+    history: jax.Array
+
+    @property
+    def q_table(self) -> jax.Array:
+        """float32[..., C, S, A] the Q-values."""
+        return self.table[..., :NUM_ACTIONS]
+
+    @property
+    def seen(self) -> jax.Array:
+        """bool[..., C, S] which product states have an entry."""
+        return self.table[..., NUM_ACTIONS] > 0.5
+
+    @property
+    def ep_violation(self) -> jax.Array:
+        return self.history[..., 0] > 0.5
+
+    @property
+    def ep_steps(self) -> jax.Array:
+        return self.history[..., 1].astype(jnp.int32)
+
+    @property
+    def ep_task(self) -> jax.Array:
+        return self.history[..., 2] > 0.5
+
+    @property
+    def ep_value0(self) -> jax.Array:
+        return self.history[..., 3]
+
+
+class QLearner(NamedTuple):
+    """The jitted pieces of one protocol (all take and return batched-over-seeds values).
+
+    ``init(keys key[N]) -> QState``; ``train_stage(state, stage) -> QState`` runs every seed
+    through stage ``stage``'s episodes (``run`` does all stages in order);
+    ``evaluate(state, key, num_episodes) -> dict`` of per-seed arrays under the **final**
+    safeguard.
+    """
+
+    env: SafeguardWrapper
+    curriculum: Curriculum
+    config: QLearningConfig
+    init: Any
+    train_stage: Any
+    evaluate: Any
+
+    def run(self, state: QState) -> QState:
+        """All stages in order (one ``train_stage`` call each)."""
+        for stage in range(self.curriculum.starts.shape[0]):
+            state = self.train_stage(state, stage)
+        return state
+
+
+class _Stage(NamedTuple):
+    """The arrays of one stage, gathered once outside the training loop."""
+
+    index: jax.Array
+    stop: jax.Array
+    aut: Automaton
+    numbers: SafeguardParams
+    slot: jax.Array
+    task: jax.Array
+    slip_prob: jax.Array
+    jitter_prob: jax.Array
+
+
+def _greedy(noise: jax.Array, values: jax.Array) -> jax.Array:
+    """argmax with uniform random tie-breaks among exactly equal maxima: int32[].
+
+    ``noise`` float32[A] uniforms (the tie-break draws)."""
+    best = values == jnp.max(values)
+    return jnp.argmax(jnp.where(best, noise, -1.0)).astype(jnp.int32)
+
+
+def _init_values(cfg: QLearningConfig, table, cell, stage, num_slots) -> jax.Array:
+    """float32[A]: the initial values of a product state first met at ``cell``."""
+    rows = table[cell]  # [S, A + 1]
+    slots = jnp.arange(num_slots)
+    seen = rows[:, NUM_ACTIONS] > 0.5
+    if cfg.faithful:  # the task index read as an automaton state
+        use = seen & (slots < stage)
+    else:  # the non-sink automaton states already learned at this cell
+        use = seen & (slots < num_slots - 1)
+    count = jnp.sum(use)
+    total = jnp.sum(jnp.where(use[:, None], rows[:, :NUM_ACTIONS], 0.0), axis=0)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
+
+
+def _stage_params(cur: Curriculum, stage: jax.Array) -> SafeguardParams:
+    return jax.tree.map(lambda x: x[stage], cur.params)
+
+
+def _cell(pos: jax.Array) -> jax.Array:
+    return pos[..., 0] * SIZE + pos[..., 1]
+
+
+START_CELL = START[0] * SIZE + START[1]
+NUM_UNIFORMS = NUM_ACTIONS + 5  # tie-breaks, explore?, explore action, slip, slip action, jitter
+
+
+def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, st: QState, u: jax.Array) -> QState:
+    """One environment step and Q update of one seed (a no-op once it reached ``sg.stop``).
+
+    ``u`` float32[NUM_UNIFORMS]: this step's uniform draws."""
+    active = st.episode < sg.stop
+    cell, s = _cell(st.pos), sg.slot[st.q]
+    row = st.table[cell, s]
+    greedy = _greedy(u[:NUM_ACTIONS], row[:NUM_ACTIONS])
+    explore_action = jnp.minimum((u[NUM_ACTIONS + 1] * NUM_ACTIONS).astype(jnp.int32), 4)
+    action = jnp.where(u[NUM_ACTIONS] < cfg.epsilon, explore_action, greedy)
+    pos = move(st.pos, action, u[NUM_ACTIONS + 2], u[NUM_ACTIONS + 3], sg.slip_prob)
+    out = safeguard_step(sg.aut, sg.numbers, st.q, label_at(pos, st.jitter))
+    violation = out.violation
+    cell2, s2 = _cell(pos), sg.slot[out.q_next]
+
+    with jax.named_scope("q_update"):
+        row2 = st.table[cell2, s2]
+        new = row2[NUM_ACTIONS] < 0.5
+        init = _init_values(cfg, st.table, cell2, sg.index, num_slots)
+        if not cfg.faithful:  # inherit from the automaton state it was entered from, if known
+            came_from = st.table[cell2, s]
+            init = jnp.where(came_from[NUM_ACTIONS] > 0.5, came_from[:NUM_ACTIONS], init)
+        stored = jnp.where(new, init, row2[:NUM_ACTIONS])
+        if cfg.faithful:  # 5 zeros and 5 initial values are maxed for a new state
+            boot = jnp.where(new, jnp.maximum(jnp.max(init), 0.0), jnp.max(stored))
+        else:
+            boot = jnp.where(violation, 0.0, jnp.max(stored))
+        target = out.reward + cfg.gamma * boot
+        u_act = greedy if cfg.faithful else action
+        values = row[:NUM_ACTIONS]
+        updated = values.at[u_act].set((1 - cfg.alpha) * values[u_act] + cfg.alpha * target)
+        same = (cell2 == cell) & (s2 == s)  # then s' is not new and both rows agree
+        one = jnp.ones(1, jnp.float32)
+        rows = jnp.stack(
+            [
+                jnp.concatenate([jnp.where(same, updated, stored), one]),
+                jnp.concatenate([updated, one]),
+            ]
+        )
+        rows = jnp.where(active, rows, jnp.stack([row2, row]))
+        table = st.table.at[jnp.stack([cell2, cell]), jnp.stack([s2, s])].set(rows)
+
+    with jax.named_scope("episode_end"):
+        steps = st.steps + 1
+        task_now = st.task_now | (sg.task[out.q_next] & ~violation)
+        done = active & (violation | (steps >= cfg.max_steps))
+        e = jnp.minimum(st.episode, st.history.shape[0] - 1)
+        entry = jnp.stack([violation, steps, task_now, st.value0_now]).astype(jnp.float32)
+        history = st.history.at[e].set(jnp.where(done, entry, st.history[e]))
+        value0 = jnp.max(table[START_CELL, sg.slot[sg.aut.initial], :NUM_ACTIONS])
+        return QState(
+            key=st.key,
+            table=table,
+            pos=jnp.where(done, jnp.asarray(START, jnp.int32), jnp.where(active, pos, st.pos)),
+            jitter=jnp.where(done, jitter_from_uniform(u[-1], sg.jitter_prob), st.jitter),
+            q=jnp.where(done, sg.aut.initial, jnp.where(active, out.q_next, st.q)),
+            steps=jnp.where(done, 0, jnp.where(active, steps, st.steps)),
+            episode=st.episode + done.astype(jnp.int32),
+            task_now=jnp.where(done, False, jnp.where(active, task_now, st.task_now)),
+            value0_now=jnp.where(done, value0, st.value0_now),
+            history=history,
+        )
+
+
+def _init(cur: Curriculum, key: jax.Array) -> QState:
+    """A fresh learner: zero Q-table, only the start state seen, at the start cell."""
+    k_reset, key = jax.random.split(key)
+    params = _stage_params(cur, jnp.int32(0))
+    jitter = jitter_from_uniform(jax.random.uniform(k_reset), params.env_params.jitter_prob)
+    table = jnp.zeros((NUM_CELLS, cur.num_slots, NUM_ACTIONS + 1), jnp.float32)
+    start = (START_CELL, cur.slot[0, params.automaton.initial], NUM_ACTIONS)
+    return QState(
+        key=key,
+        table=table.at[start].set(1.0),
+        pos=jnp.asarray(START, jnp.int32),
+        jitter=jitter,
+        q=params.automaton.initial,
+        steps=jnp.int32(0),
+        episode=jnp.int32(0),
+        task_now=jnp.bool_(False),
+        value0_now=jnp.float32(0.0),
+        history=jnp.zeros((cur.num_episodes, 4), jnp.float32),
+    )
+
+
+CHUNK = 64  # steps per loop iteration: their uniforms are drawn in one call
+
+
+def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) -> QState:
+    """Run every seed of ``state`` through the episodes of ``stage`` (traced int)."""
+    stage = jnp.asarray(stage, jnp.int32)
+    params = _stage_params(cur, stage)
+    sg = _Stage(
+        index=stage,
+        stop=cur.starts[stage] + jnp.asarray(cur.episodes, jnp.int32)[stage],
+        aut=params.automaton,
+        numbers=params,
+        slot=cur.slot[stage],
+        task=cur.task[stage],
+        slip_prob=params.env_params.slip_prob,
+        jitter_prob=params.env_params.jitter_prob,
+    )
+    # a new stage starts its automaton afresh (the env already sits at the start cell)
+    state = state.replace(q=jnp.where(state.steps == 0, sg.aut.initial, state.q))
+    step = partial(_step, cfg, cur.num_slots, sg)
+
+    def chunk(st: QState) -> QState:
+        key, sub = jax.random.split(st.key)
+        uniforms = jax.random.uniform(sub, (CHUNK, NUM_UNIFORMS))
+        active = st.episode < sg.stop  # a finished seed keeps its key: its run is its own
+        st = jax.lax.scan(lambda s, u: (step(s, u), None), st, uniforms, unroll=cfg.unroll)[0]
+        return st.replace(key=jnp.where(active, key, st.key))
+
+    with jax.named_scope("qlearning"):
+        return jax.lax.while_loop(lambda st: jnp.any(st.episode < sg.stop), jax.vmap(chunk), state)
+
+
+def _test_values(cfg: QLearningConfig, cur: Curriculum, st: QState, cell, slot) -> jax.Array:
+    """float32[A] the greedy test policy reads at (cell, slot), with the unseen-state rule."""
+    seen = st.seen[cell, slot]
+    if cfg.faithful:  # Q(s, 0) if it exists, else a single 0 (so action 0)
+        fallback = jnp.where(
+            st.seen[cell, 0],
+            st.q_table[cell, 0],
+            jnp.asarray([0.0] + [-jnp.inf] * (NUM_ACTIONS - 1), jnp.float32),
+        )
+    else:
+        stage = jnp.int32(cur.starts.shape[0] - 1)
+        fallback = _init_values(cfg, st.table, cell, stage, cur.num_slots)
+    return jnp.where(seen, st.q_table[cell, slot], fallback)
+
+
+def _policy(cfg: QLearningConfig, cur: Curriculum, st: QState):
+    slot = cur.slot[cur.starts.shape[0] - 1]
+
+    def policy(k, obs, state):
+        values = _test_values(cfg, cur, st, _cell(state.env_state.pos), slot[state.q])
+        return _greedy(jax.random.uniform(k, (NUM_ACTIONS,)), values)
+
+    return policy
+
+
+def greedy_policy(learner: QLearner, state: QState):
+    """The test policy of **one** seed's ``state`` under the final safeguard, as a
+    :func:`jaxsafe.rollout.rollout` policy ``(key, obs, wrapped_state) -> action``; roll it out
+    on ``learner.env`` with ``final_params(learner)``."""
+    return _policy(learner.config, learner.curriculum, state)
+
+
+def final_params(learner: QLearner) -> SafeguardParams:
+    """The safeguard params of the last stage (the test safeguard)."""
+    cur = learner.curriculum
+    return _stage_params(cur, jnp.int32(cur.starts.shape[0] - 1))
+
+
+def _evaluate_one(env, cur, cfg, st: QState, key: jax.Array, num_episodes: int) -> dict:
+    final = cur.starts.shape[0] - 1
+    params = _stage_params(cur, jnp.int32(final))
+    slot = cur.slot[final]
+    policy = _policy(cfg, cur, st)
+    _, traj = rollout(env, params, policy, key, num_episodes, cfg.max_steps, keep_state=True)
+    done = traj.terminated | traj.truncated  # [T, N]
+    first = (jnp.cumsum(done, axis=0) - done) == 0  # steps of each env's first episode
+    viol = jnp.any(traj.info["violation"] & first, axis=0)
+    task = jnp.any(cur.task[final, traj.info["automaton_state"]] & first & ~viol[None], axis=0)
+    cells = _cell(traj.state.env_state.pos)
+    unseen = ~st.seen[cells, slot[traj.state.q]] & first
+    return {
+        "test_success_pct": 100.0 * jnp.mean(~viol),
+        "test_violation_pct": 100.0 * jnp.mean(viol),
+        "task_completion_pct": 100.0 * jnp.mean(task),
+        "test_return": jnp.mean(jnp.sum(traj.reward * first, axis=0)),
+        "test_unseen_queries": jnp.sum(unseen),
+        "value_at_start": jnp.max(st.q_table[START_CELL, slot[0]]),
+    }
+
+
+def make_qlearning(
+    specs: Sequence[Spec],
+    episodes_per_stage: Sequence[int],
+    config: QLearningConfig = QLearningConfig(),
+    *,
+    env_params: Any = None,
+) -> QLearner:
+    """Build the jitted progressive-safeguard Q-learner for the gridworld.
+
+    Args:
+      specs: one safeguard per stage (the last one is used at test time).
+      episodes_per_stage: episode budget of each stage (see :func:`stage_episodes`).
+      config: hyperparameters and ``faithful`` / corrected variant.
+      env_params: :class:`~jaxsafe.envs.GridParams` (default: slip 0.05, jitter 0.05, and
+        episodes truncated at ``config.max_steps``).
+
+    Typical use (5 seeds vmapped)::
+
+        learner = make_qlearning([load_spec(f"sg{i}") for i in range(4)], (1250,) * 4)
+        state = learner.init(jax.random.split(jax.random.key(0), 5))
+        state = learner.run(state)                                  # or train_stage(state, k)
+        metrics = learner.evaluate(state, jax.random.key(1), 100)   # per-seed arrays
+    """
+    num_states = max(s.num_states for s in specs)
+    env = SafeguardWrapper(
+        GridWorld(), GRIDWORLD_LABELLER, specs[-1], num_states=num_states, obs_mode="none"
+    )
+    cur = make_curriculum(env, specs, episodes_per_stage)
+    if env_params is None:
+        env_params = GridParams(max_steps_in_episode=config.max_steps)
+    stacked = jax.tree.map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x), (len(specs), *np.shape(x))), env_params
+    )
+    cur = cur.replace(params=cur.params.replace(env_params=stacked))
+    init = jax.jit(jax.vmap(partial(_init, cur)))
+    train_stage = jax.jit(partial(_train_stage, cur, config))
+
+    @partial(jax.jit, static_argnames="num_episodes")
+    def evaluate(state: QState, key: jax.Array, num_episodes: int = 100) -> dict:
+        keys = jax.random.split(key, jax.tree.leaves(state)[0].shape[0])
+        one = partial(_evaluate_one, env, cur, config, num_episodes=num_episodes)
+        return jax.vmap(one)(state, keys)
+
+    return QLearner(env, cur, config, init, train_stage, evaluate)
+
+
+def stage_summary(learner: QLearner, state: QState) -> dict[str, np.ndarray]:
+    """Host-side per-seed training statistics: violating episodes and env steps per stage.
+
+    Returns ``{"train_violating_episodes": int[N], "violations_per_stage": int[N, K],
+    "steps_per_stage": int[N, K], "train_steps": int[N], "train_task_pct": float[N]}``.
+    """
+    cur = learner.curriculum
+    viol = np.asarray(state.ep_violation)
+    steps = np.asarray(state.ep_steps)
+    bounds = np.append(np.asarray(cur.starts), cur.num_episodes)
+    per = lambda x: np.stack([x[:, a:b].sum(1) for a, b in zip(bounds[:-1], bounds[1:])], 1)
+    return {
+        "train_violating_episodes": viol.sum(1),
+        "violations_per_stage": per(viol),
+        "steps_per_stage": per(steps),
+        "train_steps": steps.sum(1),
+        "train_task_pct": 100.0 * np.asarray(state.ep_task).mean(1),
+    }

@@ -1,0 +1,298 @@
+"""Stylometry and the latent space of style vectors: who played these games?
+
+A *query* is a set of games by one unknown player. Its style vector is fitted on those
+games alone, routing only, everything else frozen (MHR-z, :func:`jaxstyle.training.
+fit_style_vectors`). Two rules then name the player among ``P`` candidates whose
+*reference* vectors ``r_p`` are known (rows of the trained table ``Z``):
+
+* **cosine** — ``argmax_p cos(s_q, r_p)``, with ``cos(a, b) = a·b / (‖a‖ ‖b‖)``;
+* **likelihood** — ``argmax_p 1/|q| Σ_{i∈q} log π(m_i | x_i; r_p)``: the query's moves scored
+  under every candidate's vector (Maia-individual's rule). All candidates are evaluated in
+  one jitted call per batch of positions (``lax.map`` over candidate chunks of a ``vmap``),
+  never in a Python loop over candidates.
+
+:func:`stylometry_table` gives top-1 accuracy over pool size × query games with the
+random-guess rate ``1/P``. :func:`linear_probe` fits a ridge map from style vectors to the
+synthetic players' true θ and log τ on some players and reports R² on held-out ones;
+:func:`projection_figure` draws the vectors' first two principal components coloured by
+archetype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle import training
+
+
+@jax.jit
+def cosine_similarity(query: jax.Array, reference: jax.Array) -> jax.Array:
+    """``[Q, P] float32`` cosine between ``query [Q, R]`` and ``reference [P, R]``."""
+    q = query / jnp.maximum(jnp.linalg.norm(query, axis=-1, keepdims=True), 1e-12)
+    r = reference / jnp.maximum(jnp.linalg.norm(reference, axis=-1, keepdims=True), 1e-12)
+    return q @ r.T
+
+
+def identify_by_cosine(query, reference) -> np.ndarray:
+    """``int [Q]``: index of the nearest reference vector of every query vector."""
+    return np.asarray(jnp.argmax(cosine_similarity(jnp.asarray(query), jnp.asarray(reference)), -1))
+
+
+_LOGLIK_CACHE: dict = {}
+
+
+def _loglik_fn(graphdef, chunk: int):
+    key = (graphdef, chunk)
+    if key not in _LOGLIK_CACHE:
+
+        @jax.jit
+        def fn(params, planes, legal, moves, candidates):
+            model = training.merge_model(graphdef, params)
+
+            def one(z):  # z [R] → log p of every move in the batch under that vector
+                routing = jnp.broadcast_to(z, (planes.shape[0], z.shape[0]))
+                logits = model(planes, legal, routing=routing)
+                return -training.masked_cross_entropy(logits, moves)
+
+            return jax.lax.map(one, candidates, batch_size=chunk)  # [P, B]
+
+        _LOGLIK_CACHE[key] = fn
+    return _LOGLIK_CACHE[key]
+
+
+def likelihood_matrix(
+    model,
+    planes,
+    legal_mask,
+    moves,
+    group,
+    num_groups: int,
+    candidates,
+    *,
+    batch_size: int = 256,
+    chunk: int = 16,
+) -> np.ndarray:
+    """``float32 [num_groups, P]``: mean log-likelihood of each group's moves under each of
+    the ``candidates [P, R]`` style vectors.
+
+    Positions stream in fixed batches of ``batch_size`` (the last one padded and masked);
+    for each batch one jitted call scores it under all ``P`` candidates (``chunk`` at a time
+    in a vmapped ``lax.map``).
+    """
+    group = np.asarray(group)
+    graphdef, params = training.split_model(model)
+    fn = _loglik_fn(graphdef, chunk)
+    candidates = jnp.asarray(candidates, jnp.float32)
+    total = np.zeros((num_groups, candidates.shape[0]), np.float64)
+    n = len(group)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        args = [training._padded(a, start, stop, batch_size) for a in (planes, legal_mask, moves)]
+        logp = np.asarray(fn(params, *args, candidates))[:, : stop - start]  # [P, b]
+        np.add.at(total, group[start:stop], logp.T)
+    counts = np.bincount(group, minlength=num_groups)
+    return (total / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Queries:
+    """Query positions of many players: every array is ``[N]`` (``planes [N, 18, 8, 8]``,
+    ``legal_mask [N, 1880]``); ``player`` is the true player id, ``game`` the game id."""
+
+    planes: np.ndarray
+    legal_mask: np.ndarray
+    move: np.ndarray
+    player: np.ndarray
+    game: np.ndarray
+
+    @classmethod
+    def from_batch(cls, batch: dict) -> Queries:
+        return cls(
+            *(np.asarray(batch[k]) for k in ("planes", "legal_mask", "move", "player", "game"))
+        )
+
+    def first_games(self, players: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(index [n], group [n])``: positions of each listed player's first ``k`` games
+        (by game id), grouped by the player's position in ``players``; players with fewer
+        than ``k`` games are left out (callers check ``np.unique(group)``)."""
+        index, group = [], []
+        for slot, p in enumerate(players):
+            rows = np.flatnonzero(self.player == p)
+            games = np.unique(self.game[rows])
+            if len(games) < k:
+                continue
+            keep = rows[np.isin(self.game[rows], games[:k])]
+            index.append(keep)
+            group.append(np.full(len(keep), slot))
+        if not index:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(index), np.concatenate(group)
+
+    def games_per_player(self) -> dict[int, int]:
+        """``{player id: number of query games}``."""
+        return {int(p): len(np.unique(self.game[self.player == p])) for p in np.unique(self.player)}
+
+
+def fit_queries(model, queries: Queries, index, group, num_groups, *, steps, learning_rate, key):
+    """``[num_groups, R]`` routing-only style vectors of the selected query positions."""
+    return training.fit_style_vectors(
+        model,
+        queries.planes[index],
+        queries.legal_mask[index],
+        queries.move[index],
+        group,
+        num_groups,
+        steps=steps,
+        learning_rate=learning_rate,
+        key=key,
+    )
+
+
+def stylometry_table(
+    model,
+    reference,
+    queries: Queries,
+    *,
+    pool_sizes=(50, 200, 400),
+    query_games=(5, 30, 100),
+    steps: int = 100,
+    learning_rate: float = 0.1,
+    likelihood_max_pool: int = 50,
+    key: jax.Array | None = None,
+) -> dict:
+    """Top-1 identification accuracy over pool size × query games.
+
+    ``reference [P, R]`` holds the known players' vectors (row ``p`` = player id ``p``).
+    For each query size ``k`` every player with at least ``k`` query games gets one fitted
+    vector (one batched fit for all of them); a pool of size ``n`` is the first ``n`` of a
+    fixed random order of those players, and each of its players' query vectors is matched
+    against the pool's ``n`` references. Pools larger than the players available are
+    reported as ``None``. Likelihood identification runs where ``n ≤ likelihood_max_pool``
+    (its cost grows as ``n² × k``).
+
+    Returns ``{"rows": [{"pool", "query_games", "players", "cosine", "likelihood",
+    "random"}], "table_md": str}``.
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+    reference = np.asarray(reference)
+    order = np.random.default_rng(0).permutation(reference.shape[0])
+    counts = queries.games_per_player()
+    rows = []
+    for k in query_games:
+        eligible = np.array([p for p in order if counts.get(int(p), 0) >= k], dtype=np.int64)
+        if not len(eligible):
+            rows += [_row(n, k, 0) for n in pool_sizes]
+            continue
+        index, group = queries.first_games(eligible, k)
+        vectors = np.asarray(
+            fit_queries(
+                model,
+                queries,
+                index,
+                group,
+                len(eligible),
+                steps=steps,
+                learning_rate=learning_rate,
+                key=jax.random.fold_in(key, k),
+            )
+        )
+        for n in pool_sizes:
+            if n > len(eligible):
+                rows.append(_row(n, k, len(eligible)))
+                continue
+            pool = eligible[:n]
+            guess = identify_by_cosine(vectors[:n], reference[pool])
+            row = _row(n, k, n, cosine=float((guess == np.arange(n)).mean()))
+            if n <= likelihood_max_pool:
+                sel = group < n
+                scores = likelihood_matrix(
+                    model,
+                    queries.planes[index[sel]],
+                    queries.legal_mask[index[sel]],
+                    queries.move[index[sel]],
+                    group[sel],
+                    n,
+                    reference[pool],
+                )
+                row["likelihood"] = float((scores.argmax(-1) == np.arange(n)).mean())
+            rows.append(row)
+    return {"rows": rows, "table_md": format_table(rows)}
+
+
+def _row(pool: int, k: int, players: int, cosine=None, likelihood=None) -> dict:
+    return {
+        "pool": pool,
+        "query_games": k,
+        "players": players,
+        "cosine": cosine,
+        "likelihood": likelihood,
+        "random": 1.0 / pool,
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown: one line per (pool, query games); ``n/a`` where too few players had games."""
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    lines = [
+        "| pool | query games | cosine top-1 | likelihood top-1 | random |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["pool"], r["query_games"])):
+        lines.append(
+            f"| {r['pool']} | {r['query_games']} | {pct(r['cosine'])} | "
+            f"{pct(r['likelihood'])} | {pct(r['random'])} |"
+        )
+    return "\n".join(lines)
+
+
+def linear_probe(vectors, targets, train, *, ridge: float = 1e-2) -> np.ndarray:
+    """``float [T]`` held-out R² of a ridge map from style vectors to targets.
+
+    ``vectors [P, R]``, ``targets [P, T]``, ``train bool [P]`` (the rest is held out).
+    Fits ``W = argmin ‖[V 1] W − Y‖² + λ‖W‖²`` on standardised training rows; R² =
+    ``1 − Σ (y − ŷ)² / Σ (y − ȳ_train)²`` per target on held-out rows.
+    """
+    v = np.asarray(vectors, np.float64)
+    y = np.asarray(targets, np.float64)
+    train = np.asarray(train, bool)
+    if train.all() or not train.any():
+        raise ValueError("linear_probe needs both training and held-out players")
+    mu, sd = v[train].mean(0), v[train].std(0) + 1e-9
+    x = np.concatenate([(v - mu) / sd, np.ones((len(v), 1))], axis=1)
+    a = x[train]
+    w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ y[train])
+    pred = x[~train] @ w
+    resid = ((y[~train] - pred) ** 2).sum(0)
+    total = ((y[~train] - y[train].mean(0)) ** 2).sum(0)
+    return 1.0 - resid / np.maximum(total, 1e-12)
+
+
+def projection_figure(vectors, labels, label_names, title: str = "style vectors"):
+    """``matplotlib.figure.Figure``: the first two principal components of ``vectors [P, R]``,
+    one colour per label (``labels int [P]`` indexes ``label_names``)."""
+    from matplotlib.figure import Figure
+
+    v = np.asarray(vectors, np.float64)
+    v = v - v.mean(0)
+    _, s, vt = np.linalg.svd(v, full_matrices=False)
+    xy = v @ vt[:2].T
+    explained = (s[:2] ** 2) / max((s**2).sum(), 1e-12)
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    for i, name in enumerate(label_names):
+        mask = np.asarray(labels) == i
+        if mask.any():
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=12, label=name)
+    ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    fig.tight_layout()
+    return fig

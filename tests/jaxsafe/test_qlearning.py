@@ -1,0 +1,151 @@
+"""Jitted progressive-safeguard Q-learning: step-exact against a NumPy reference learner
+written here from the authors' ``minecraft.py`` (faithful) and from the corrected rules; the
+stage schedule, task states, evaluation and vmap-over-seeds behaviour."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsafe import load_spec
+from jaxsafe.agents import (
+    AUTHORS_EPISODES_PER_STAGE,
+    QLearningConfig,
+    make_qlearning,
+    stage_episodes,
+    stage_summary,
+    task_states,
+)
+from jaxsafe.agents.qlearning import CHUNK, NUM_UNIFORMS
+from jaxsafe.envs import label_grid
+
+SPECS = [load_spec(f"sg{i}") for i in range(4)]
+MOVES = np.array([[0, 1], [-1, 0], [0, -1], [1, 0], [0, 0]])
+SINK_SLOT = 5
+GRIDS = {j: np.asarray(label_grid(jnp.int32(j))) for j in (-1, 0, 1)}
+
+
+def fma(a, b, c):
+    """float32 ``a * b + c`` rounded once, as XLA:CPU contracts it."""
+    return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+
+def jitter_of(u):
+    return -1 if u < 0.05 else (1 if u < 0.1 else 0)
+
+
+def reference_learner(key, episodes, cfg):
+    """NumPy Q-learning over (cell, slot) fed the jitted learner's uniform stream.
+
+    Faithful: update the greedy action; a new (s', q') starts at the mean of the seen
+    Q(s', i) for i < stage index and bootstraps max(0, max init); the sink bootstraps like any
+    state. Corrected: update the action taken; a new (s', q') starts at Q(s', q) when seen,
+    else the mean over seen non-sink slots; no bootstrap from the sink. Updates use one rounding
+    per ``a * b + c`` (:func:`fma`). Returns (Q float32[100, 6, 5], seen bool[100, 6],
+    per-episode violations).
+    """
+    q_tab = np.zeros((100, 6, 5), np.float32)
+    seen = np.zeros((100, 6), bool)
+    seen[52, 0] = True
+    k_reset, key = jax.random.split(key)
+    jitter = jitter_of(float(jax.random.uniform(k_reset)))
+    pos, q, steps, episode, violations = np.array([5, 2]), 0, 0, 0, []
+    alpha, gamma = np.float32(cfg.alpha), np.float32(cfg.gamma)
+    stops = np.cumsum(episodes)
+    for stage, spec in enumerate(SPECS):
+        slot = np.where(spec.violation, SINK_SLOT, np.arange(spec.num_states))
+        q = spec.initial
+        while episode < stops[stage]:
+            key, sub = jax.random.split(key)
+            for u in np.asarray(jax.random.uniform(sub, (CHUNK, NUM_UNIFORMS))):
+                if episode >= stops[stage]:
+                    break  # the rest of the chunk is masked
+                cell, s = pos[0] * 10 + pos[1], slot[q]
+                vals = q_tab[cell, s]
+                greedy = int(np.argmax(np.where(vals == vals.max(), u[:5], -1.0)))
+                action = min(int(u[6] * 5), 4) if u[5] < cfg.epsilon else greedy
+                if u[7] < 0.05:  # slip
+                    action_moved = min(int(u[8] * 5), 4)
+                else:
+                    action_moved = action
+                pos = np.clip(pos + MOVES[action_moved], 0, 9)
+                q_next = spec.delta[q, GRIDS[jitter][pos[0], pos[1]]]
+                viol = bool(spec.violation[q_next])
+                reward = np.float32(-0.1 if viol else 0.1)
+                cell2, s2 = pos[0] * 10 + pos[1], slot[q_next]
+                new = not seen[cell2, s2]
+                allowed = range(stage) if cfg.faithful else range(SINK_SLOT)
+                use = [i for i in allowed if seen[cell2, i]]
+                init = q_tab[cell2, use].mean(0) if use else np.zeros(5, np.float32)
+                if not cfg.faithful and seen[cell2, s]:  # inherit from the state it came from
+                    init = q_tab[cell2, s].copy()
+                if new:
+                    q_tab[cell2, s2], seen[cell2, s2] = init, True
+                if cfg.faithful:
+                    boot = max(0.0, init.max()) if new else q_tab[cell2, s2].max()
+                else:
+                    boot = 0.0 if viol else q_tab[cell2, s2].max()
+                u_act = greedy if cfg.faithful else action
+                old = q_tab[cell, s, u_act]
+                target = fma(gamma, boot, reward)
+                q_tab[cell, s, u_act] = fma(alpha, target, (1 - alpha) * old)
+                q, steps = q_next, steps + 1
+                if viol or steps >= cfg.max_steps:
+                    violations.append(viol)
+                    pos, q, steps, episode = np.array([5, 2]), spec.initial, 0, episode + 1
+                    jitter = jitter_of(u[9])
+    return q_tab, seen, np.array(violations)
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_jitted_learner_matches_the_numpy_reference_step_for_step(faithful):
+    # short episodes: near the 1.0 fixed point, ulp-level rounding would decide greedy ties
+    cfg = QLearningConfig(max_steps=60, faithful=faithful, unroll=1)
+    episodes = (6, 6, 6, 2)
+    learner = make_qlearning(SPECS, episodes, cfg)
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    state = jax.device_get(learner.run(learner.init(keys)))
+    violations = []
+    for i in range(2):
+        q_ref, seen_ref, viol_ref = reference_learner(keys[i], episodes, cfg)
+        violations.append(viol_ref)
+        np.testing.assert_array_equal(state.seen[i], seen_ref)
+        np.testing.assert_allclose(state.q_table[i], q_ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(state.ep_violation[i], viol_ref)
+    assert np.concatenate(violations).size == 2 * sum(episodes)
+
+
+def test_authors_schedule_gives_the_last_safeguard_two_episodes():
+    assert (
+        stage_episodes(5000, 4, faithful=True) == AUTHORS_EPISODES_PER_STAGE == (1666,) * 3 + (2,)
+    )
+    assert stage_episodes(5000, 4, faithful=False) == (1250,) * 4
+    assert stage_episodes(10, 3, faithful=False) == (3, 3, 4)
+    with pytest.raises(ValueError, match="cannot cover"):
+        stage_episodes(3, 4, faithful=True)
+
+
+def test_task_states_are_the_leaves_of_the_automaton():
+    names = lambda s: [s.states[i] for i in np.flatnonzero(task_states(s))]
+    assert names(SPECS[3]) == ["q2", "q4"]
+    assert names(SPECS[1]) == ["q1"] and names(SPECS[0]) == ["q0"]
+
+
+def test_training_and_evaluation_report_per_seed_statistics():
+    learner = make_qlearning(SPECS, (5, 5, 5, 5), QLearningConfig(max_steps=80, unroll=1))
+    state = learner.run(learner.init(jax.random.split(jax.random.PRNGKey(0), 3)))
+    summary = stage_summary(learner, state)
+    assert summary["violations_per_stage"].shape == (3, 4)
+    np.testing.assert_array_equal(
+        summary["violations_per_stage"].sum(1), summary["train_violating_episodes"]
+    )
+    steps = np.asarray(state.ep_steps)
+    assert (steps >= 1).all() and (steps <= 80).all()  # every episode recorded, capped
+    # an episode ends on a violation or at the cap
+    assert np.all(np.asarray(state.ep_violation) | (steps == 80))
+    metrics = jax.device_get(learner.evaluate(state, jax.random.PRNGKey(1), 8))
+    np.testing.assert_allclose(metrics["test_success_pct"] + metrics["test_violation_pct"], 100.0)
+    assert metrics["test_success_pct"].shape == (3,)
+    assert (metrics["task_completion_pct"] <= metrics["test_success_pct"]).all()
+    with pytest.raises(ValueError, match="epsilon"):
+        QLearningConfig(epsilon=1.5)

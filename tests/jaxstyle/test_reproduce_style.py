@@ -1,0 +1,53 @@
+"""The style reproduction's evaluation on a tiny dataset and a tiny model (no training)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import reproduce_style
+from tests.jaxstyle.tiny_style import tiny_model
+
+TINY = dict(
+    pool_sizes=(3, 6, 50),
+    query_games=(1, 100),
+    fit_steps=10,
+    likelihood_max_pool=6,
+    steer_lambdas=(0.0, 2.0),
+    steer_games=2,
+    steer_plies=8,
+    oracle_games=6,
+)
+
+
+@pytest.mark.slow
+def test_evaluation_writes_every_table_plot_and_number(tiny_synthetic, tmp_path):
+    model = tiny_model(num_players=6)
+    reference = model.style_vectors()
+    results = reproduce_style.evaluate(
+        model, reference, tiny_synthetic["data_dir"], tiny_synthetic["root"], tmp_path, TINY
+    )
+    mm = results["move_matching"]
+    assert 0 <= mm["base"] <= 1 and 0 <= mm["style"] <= 1 and 0 < mm["ceiling"] <= 1
+    rows = {(r["pool"], r["query_games"]): r for r in results["stylometry"]["rows"]}
+    assert rows[(6, 1)]["cosine"] is not None and rows[(6, 1)]["likelihood"] is not None
+    assert rows[(50, 1)]["cosine"] is None and rows[(3, 100)]["players"] == 0
+    assert set(results["probe"]["theta_r2"]) >= {"capture", "knight_move"}
+    assert len(results["steering"]["capture"]["values"]) == 2
+    assert len(results["interpolation"]["agreement"]) == 6
+    for plot in results["plots"]:
+        assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = reproduce_style.table_md(results)
+    assert "| pool | query games |" in text and "ceiling" in text
+    line = reproduce_style.headline(results)
+    assert "99.8%" in line and "94.4%" in line
+    json.dumps(results, default=float)  # JSON-able
+
+
+def test_oracle_ceiling_is_the_mean_top_policy_probability(tiny_synthetic):
+    truth, _ = reproduce_style.truth_by_id(tiny_synthetic["data_dir"], tiny_synthetic["root"])
+    ceiling = reproduce_style.oracle_ceiling(tiny_synthetic["root"], truth, max_games=3)
+    values = np.array(list(ceiling.values()))
+    assert len(values) == 6 and ((values > 0) & (values <= 1)).all()
