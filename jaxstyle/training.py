@@ -128,7 +128,7 @@ def make_step(graphdef: nnx.GraphDef, stage: str, tx: optax.GradientTransformati
             grads, metrics = jax.grad(loss_fn, has_aux=True)(trainable, params, batch)
             updates, opt = tx.update(grads, state["opt"], trainable)
             trainable = optax.apply_updates(trainable, updates)
-            metrics["grad_norm"] = optax.global_norm(grads)
+            metrics["grad_norm"] = optax.tree.norm(grads)
             return {"params": {**params, **trainable}, "opt": opt}, metrics
 
     return step
@@ -177,7 +177,7 @@ def fewshot_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation) -> St
                 state["vectors"], state["params"], batch
             )
             updates, opt = tx.update(grads, state["opt"], state["vectors"])
-            metrics["grad_norm"] = optax.global_norm(grads)
+            metrics["grad_norm"] = optax.tree.norm(grads)
             vectors = optax.apply_updates(state["vectors"], updates)
             return {"params": state["params"], "vectors": vectors, "opt": opt}, metrics
 
