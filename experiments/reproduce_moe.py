@@ -2,10 +2,12 @@
 
 Five arms — none, LBL (0.01), SimBal (0.1), loss-free bias (u = 1e-3), loss-free + SimBal —
 × ``seeds`` seeds train as **one** jitted program: the 5·seeds models are stacked on a
-leading axis and ``vmap``-ed, the arm is data (``ArmCoefs``), every model sees the same
-batch at every step (identical data order and compute), and steps run inside ``lax.scan``
-between evaluations. Output in ``workdir``: ``results.json``, ``table.md``, ``pruning.md``
-and ``plots/{val_loss,expert_load,pes_per_layer}.png``.
+leading axis and mapped over with ``lax.map`` (sequential inside one program; on this CPU it
+ran 2× faster than ``vmap``: 5.7 s vs 11.4 s per step for 5 models of the full shape), the
+arm is data (``ArmCoefs``), every model sees the same batch at every step (identical data
+order and compute), and steps run inside ``lax.scan`` between evaluations. Output in
+``workdir``: ``results.json``, ``table.md``, ``pruning.md`` and
+``plots/{val_loss,expert_load,pes_per_layer}.png``.
 
 Measured per arm (mean ± std over seeds): final validation loss; steps to reach LBL's
 final validation loss and the speed-up ``1 − steps/total`` (the paper's "36 % faster");
@@ -71,10 +73,10 @@ def build(s: dict) -> tuple[LMTask, Any, Any, list[tuple[str, int]]]:
 
 
 def compile_programs(task: LMTask, pes_tokens: int):
-    """Jitted ``train_chunk`` (scan over steps, vmap over models) and ``evaluate``."""
+    """Jitted ``train_chunk`` (scan over steps, ``lax.map`` over models) and ``evaluate``."""
 
     def one_step(carry, batch, coefs):
-        new, metrics = jax.vmap(task.train_step, in_axes=(0, None, 0))(carry, batch, coefs)
+        new, metrics = jax.lax.map(lambda m: task.train_step(m[0], batch, m[1]), (carry, coefs))
         return new, metrics["loss"]
 
     @jax.jit
@@ -94,7 +96,7 @@ def compile_programs(task: LMTask, pes_tokens: int):
 
     @jax.jit
     def evaluate(states, batches, coefs):
-        return jax.vmap(eval_one, in_axes=(0, None, 0))(states, batches, coefs)
+        return jax.lax.map(lambda m: eval_one(m[0], batches, m[1]), (states, coefs))
 
     def final_one(state, tokens, key):
         model = task.model(state)
@@ -112,7 +114,7 @@ def compile_programs(task: LMTask, pes_tokens: int):
 
     @jax.jit
     def final(states, tokens, key):
-        return jax.vmap(final_one, in_axes=(0, None, None))(states, tokens, key)
+        return jax.lax.map(lambda st: final_one(st, tokens, key), states)
 
     return train_chunk, evaluate, final
 

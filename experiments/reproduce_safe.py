@@ -8,7 +8,8 @@ gridworld, 5000 episodes per run, seeds vmapped:
   their code gives on this CPU (test success 86-98 %, violating training episodes 1704-2372);
 * ``corrected``: equal stages, the update done right, the documented initialisation;
 * ``zero_shot`` / ``zero_shot_faithful``: the final safeguard SG3 from scratch for all 5000
-  episodes (no curriculum), with the corrected / the authors' learner, so the curriculum is
+  episodes (no curriculum; run as four equal SG3 stages with task index 0, so all four modes
+  share one compiled program), with the corrected / the authors' learner, so the curriculum is
   compared with its baseline under the same update rule.
 
 When ``experiments/safe_ppo_experiments.py`` is present its PPO comparison (gridworld and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
+import time
 from typing import Any
 
 import numpy as np
@@ -182,7 +184,9 @@ def reproduce(workdir: pathlib.Path, *, full: bool = False) -> dict[str, Any]:
     config = get_config("cpu")
     config.modes = ",".join(MODES)
     config.num_seeds = 10 if full else 5
+    t0, c0 = time.perf_counter(), time.process_time()
     tabular = {m: _jsonable(r) for m, r in run_modes(config, workdir / "qlearning").items()}
+    timings = {"tabular": {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}}
     evals = {m: _stage_evals(workdir / "qlearning" / m) for m in tabular}
     plots = ["plots/qlearning_cumulative_violations.png", "plots/qlearning_success.png"]
     plot_violations(tabular, workdir / plots[0])
@@ -197,7 +201,10 @@ def reproduce(workdir: pathlib.Path, *, full: bool = False) -> dict[str, Any]:
         "qlearning": {"summary": summary, "runs": tabular, "stage_evals": evals},
         "authors": AUTHORS,
     }
+    t0, c0 = time.perf_counter(), time.process_time()
     ppo = _ppo_part(workdir, full)
+    timings["ppo"] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    out["timings"] = timings  # wall and this process's CPU seconds per part
     if ppo is not None:
         out["headline"] += " PPO: " + ppo["headline"]
         out["table_md"] += "\n" + ppo["table_md"]

@@ -13,9 +13,12 @@ Steps (quick default; ``full=True`` uses the default 400-player generator):
    capture rate / castling / knight usage along property deltas, and the weak → strong
    interpolation.
 
-Reference vectors are the trained table rows (fitted on each player's *train* games);
-query vectors are fitted on held-out games (the reference and query splits together), so
-a query never sees the games its reference was trained on. Writes ``results.json``,
+Reference vectors are the trained table rows (fitted on each player's *train* games), and
+— a second cosine column — vectors refitted routing-only on each player's first
+``refit_games`` train games exactly the way queries are fitted (same optimiser, steps and
+start), so both sides of the cosine come from one procedure. Query vectors are fitted on
+held-out games (the reference and query splits together), so a query never sees the games
+its reference was trained on. Writes ``results.json``,
 ``table.md`` and ``plots/*.png`` under ``workdir``.
 """
 
@@ -34,21 +37,27 @@ PAPER = {"stylometry_400_100": 0.998, "stylometry_47864_100": 0.944}
 SETTINGS = {
     "quick": dict(
         generator=dict(num_players=50, games_per_player=60, max_plies=80, chunk_games=50),
+        split=(0.5, 0.1, 0.4),
         pool_sizes=(10, 25, 50),
-        query_games=(5, 10, 30, 100),
+        query_games=(5, 10, 30),
         fit_steps=80,
-        likelihood_max_pool=10,
+        refit_games=20,
+        likelihood_max_pool=25,
+        likelihood_max_games=10,
         steer_lambdas=(-2.0, 0.0, 2.0, 4.0),
         steer_games=8,
         steer_plies=50,
-        oracle_games=100,
+        oracle_games=50,
     ),
     "full": dict(
         generator=dict(),
+        split=(0.5, 0.1, 0.4),
         pool_sizes=(50, 200, 400),
         query_games=(5, 10, 20, 30, 100),
         fit_steps=300,
+        refit_games=30,
         likelihood_max_pool=50,
+        likelihood_max_games=30,
         steer_lambdas=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0),
         steer_games=32,
         steer_plies=80,
@@ -67,14 +76,28 @@ STEERED = {  # property → (feature whose players form P, what is measured)
 # Data
 
 
-def make_data(workdir: Path, generator: dict) -> tuple[Path, Path]:
-    """``(games folder, tfds data dir)``; generation and build are cached and resumable."""
+def make_data(workdir: Path, generator: dict, split: tuple) -> tuple[Path, Path]:
+    """``(games folder, tfds data dir)``; generation and build are cached and resumable.
+
+    ``split``: per-player (train, reference, query) fractions of games. The reproduction
+    keeps half of every player's games out of training, so query sets of 30 games exist
+    (the dataset default is 80/10/10). A cached build with other fractions is rebuilt, and
+    the run's stale ``train/`` folder removed with it.
+    """
+    import shutil
+
     from jaxstyle.chess import synthetic, tfds_builder
 
     games = workdir / "data"
     synthetic.generate(games, synthetic.GeneratorConfig(**generator), workers=2)
     data_dir = games / "tfds"
-    tfds_builder.build_dataset(data_dir, games / "pgn")
+    if tfds_builder.is_prepared(data_dir):
+        cached = tuple(tfds_builder.load_builder(data_dir).info.metadata["fractions"])
+        if not np.allclose(cached, split):
+            print(f"rebuilding {data_dir}: cached split {cached} != {tuple(split)}", flush=True)
+            shutil.rmtree(data_dir)
+            shutil.rmtree(workdir / "train", ignore_errors=True)
+    tfds_builder.build_dataset(data_dir, games / "pgn", fractions=tuple(split))
     return games, data_dir
 
 
@@ -105,8 +128,11 @@ def truth_by_id(data_dir: Path, games: Path) -> tuple[list, list[str]]:
 # Evaluation pieces
 
 
-def move_matching(model, vectors, held_out: dict, oracle: dict[int, float]) -> dict:
-    """Top-1 legal-masked accuracy on held-out positions: base, style vector, ceiling."""
+def move_matching(
+    model, vectors, held_out: dict, oracle: dict[int, float], population: dict | None = None
+) -> dict:
+    """Top-1 legal-masked accuracy on held-out positions: base, style vector, ceiling (and,
+    given ``population``, the style-free ceiling of the population mixture's top move)."""
     from jaxstyle.training import score_moves
 
     p, m = held_out["planes"], held_out["legal_mask"]
@@ -122,7 +148,13 @@ def move_matching(model, vectors, held_out: dict, oracle: dict[int, float]) -> d
     )  # fmt: skip
     weights = np.array([(held_out["player"] == i).sum() for i in ids])
     ceiling = float(np.average([oracle[int(i)] for i in ids], weights=weights))
+    extra = {}
+    if population is not None:
+        extra["population_ceiling"] = float(
+            np.average([population[int(i)] for i in ids], weights=weights)
+        )
     return {
+        **extra,
         "base": float(hit_base.mean()),
         "style": float(hit_style.mean()),
         "ceiling": ceiling,
@@ -132,21 +164,56 @@ def move_matching(model, vectors, held_out: dict, oracle: dict[int, float]) -> d
     }
 
 
-def oracle_ceiling(games: Path, truth: list, max_games: int) -> dict[int, float]:
+def refit_reference(model, data_dir: Path, reference: np.ndarray, s: dict) -> np.ndarray:
+    """``[P, R]``: every player's vector fitted routing-only on its first ``refit_games``
+    train games (all it has when fewer), with the query fit's steps, rate and start; rows
+    of players without train games keep ``reference``."""
+    from jaxstyle import stylometry
+
+    train = stylometry.Queries.from_batch(load_split(data_dir, "train"))
+    index, group = [], []
+    for p in range(len(reference)):
+        rows = np.flatnonzero(train.player == p)
+        keep = rows[np.isin(train.game[rows], np.unique(train.game[rows])[: s["refit_games"]])]
+        index.append(keep)
+        group.append(np.full(len(keep), p))
+    index, group = np.concatenate(index), np.concatenate(group)
+    have = np.unique(group)
+    slot = np.searchsorted(have, group)
+    fitted = stylometry.fit_queries(
+        model, train, index, slot, len(have),
+        steps=s["fit_steps"], learning_rate=0.1, key=jax.random.PRNGKey(1),
+    )  # fmt: skip
+    out = np.array(reference, np.float32)
+    out[have] = np.asarray(fitted)
+    return out
+
+
+def oracle_ceiling(
+    games: Path, truth: list, max_games: int, *, population: bool = False
+) -> dict[int, float] | tuple[dict[int, float], dict[int, float]]:
     """Per player id: expected top-1 agreement of the player's own policy with its moves,
-    ``E_x[max_m π_p(m | x)]``, over its positions in the first ``max_games`` games."""
+    ``E_x[max_m π_p(m | x)]``, over its positions in the first ``max_games`` games.
+
+    With ``population``, also (second dict) the expected agreement of the best *style-free*
+    predictor that knows every true policy: the top move of the population mixture
+    ``π̄ = mean_q π_q``, i.e. ``E_x[π_p(argmax_m π̄(m | x) | x)]``. Their difference bounds
+    what a style vector can add over a perfect base network.
+    """
     import chess
 
-    from jaxstyle.chess.balance import policy
     from jaxstyle.chess.evaluator import FastEvaluator, analyse_moves
     from jaxstyle.chess.pgn import iter_games
     from jaxstyle.chess.play import repertoire_move
     from jaxstyle.chess.players import load_ground_truth
-    from jaxstyle.chess.style_features import move_features
+    from jaxstyle.chess.style_features import FEATURES, move_features
 
     config, _ = load_ground_truth(games)
     ids = {p.name: i for i, p in enumerate(truth)}
-    sums, counts = np.zeros(len(truth)), np.zeros(len(truth))
+    theta = np.array([p.theta for p in truth], np.float64)  # [P, F]
+    inv_tau = 1.0 / np.array([p.tau for p in truth])
+    book_col = FEATURES.index("book")
+    own, mix, counts = np.zeros(len(truth)), np.zeros(len(truth)), np.zeros(len(truth))
     evaluator = FastEvaluator()
     for n, game in enumerate(iter_games(games / "pgn")):
         if n >= max_games:
@@ -155,17 +222,41 @@ def oracle_ceiling(games: Path, truth: list, max_games: int) -> dict[int, float]
         for uci in game.moves:
             name = game.white if board.turn == chess.WHITE else game.black
             if name in ids:
-                player = truth[ids[name]]
                 table = analyse_moves(board)
                 deltas = evaluator.deltas(table)
-                book = None
-                if board.ply() < config.opening_plies:
-                    book = repertoire_move(player, table, deltas, config.book_tolerance)
-                sums[ids[name]] += policy(player, deltas, move_features(table, book)).max()
-                counts[ids[name]] += 1
+                who = range(len(truth)) if population else [ids[name]]
+                probs = _policies(
+                    config, truth, who, table, deltas, move_features(table, None),
+                    theta, inv_tau, book_col, repertoire_move,
+                )  # fmt: skip
+                p = ids[name]
+                mine = probs[p]
+                own[p] += mine.max()
+                if population:
+                    mix[p] += mine[np.argmax(np.mean([probs[q] for q in who], axis=0))]
+                counts[p] += 1
             board.push(chess.Move.from_uci(uci))
-    overall = sums.sum() / max(counts.sum(), 1)
-    return {i: float(sums[i] / counts[i]) if counts[i] else overall for i in range(len(truth))}
+
+    def per_player(sums):
+        overall = sums.sum() / max(counts.sum(), 1)
+        return {i: float(sums[i] / counts[i]) if counts[i] else overall for i in range(len(truth))}
+
+    return (per_player(own), per_player(mix)) if population else per_player(own)
+
+
+def _policies(config, truth, who, table, deltas, phi, theta, inv_tau, book_col, book_fn):
+    """``{q: π_q [moves]}`` for the players ``who`` (softmax of ``−Δ/τ_q + θ_q·φ_q``; the
+    ``book`` feature is each player's own repertoire move in the opening)."""
+    out = {}
+    for q in who:
+        logits = -deltas * inv_tau[q] + phi @ theta[q]
+        if table.board.ply() < config.opening_plies:
+            book = book_fn(truth[q], table, deltas, config.book_tolerance)
+            if book is not None:
+                logits = logits + theta[q, book_col] * np.array([m == book for m in table.moves])
+        e = np.exp(logits - logits.max())
+        out[q] = e / e.sum()
+    return out
 
 
 def probe(vectors: np.ndarray, truth: list, seed: int = 0) -> dict:
@@ -249,11 +340,16 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     truth, archetypes = truth_by_id(data_dir, games)
     held_out = concat(load_split(data_dir, "reference"), load_split(data_dir, "query"))
     vectors = np.asarray(reference, np.float32)
-    steps = tqdm(total=6, desc="style evaluation", unit="part")
-    results = {}
-    oracle = oracle_ceiling(games, truth, s["oracle_games"])
-    results["move_matching"] = move_matching(model, vectors, held_out, oracle)
+    steps = tqdm(total=7, desc="style evaluation", unit="part")
+    results, seconds = {}, {}
+    tic = time.perf_counter()
+    oracle, population = oracle_ceiling(games, truth, s["oracle_games"], population=True)
+    results["move_matching"] = move_matching(model, vectors, held_out, oracle, population)
     steps.update()
+    seconds["move_matching"], tic = time.perf_counter() - tic, time.perf_counter()
+    refit = refit_reference(model, data_dir, vectors, s)
+    steps.update()
+    seconds["refit_reference"], tic = time.perf_counter() - tic, time.perf_counter()
     table = stylometry.stylometry_table(
         model,
         vectors,
@@ -262,11 +358,15 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
         query_games=s["query_games"],
         steps=s["fit_steps"],
         likelihood_max_pool=s["likelihood_max_pool"],
+        likelihood_max_games=s.get("likelihood_max_games"),
         key=jax.random.PRNGKey(0),
+        alternatives={"refit": refit},
     )
     results["stylometry"] = table
     steps.update()
+    seconds["stylometry"], tic = time.perf_counter() - tic, time.perf_counter()
     results["probe"] = probe(vectors, truth)
+    results["probe_refit"] = probe(refit, truth)
     labels = np.array([int(np.argmax(p.weights)) for p in truth])
     fig = stylometry.projection_figure(vectors, labels, archetypes, "style vectors (PCA)")
     fig.savefig(plots / "style_space.png", dpi=100)
@@ -280,6 +380,7 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     )
     fig.savefig(plots / "steering.png", dpi=100)
     steps.update()
+    seconds["probe_and_steering"], tic = time.perf_counter() - tic, time.perf_counter()
     results["interpolation"] = inter = interpolation(model, vectors, truth, held_out)
     fig = st.interpolation_figure(
         inter["lambdas"],
@@ -295,6 +396,8 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     fig.savefig(plots / "move_matching.png", dpi=100)
     steps.update()
     steps.close()
+    seconds["interpolation"] = time.perf_counter() - tic
+    results["seconds_by_part"] = seconds
     results["plots"] = [
         f"plots/{n}.png" for n in ("move_matching", "style_space", "steering", "interpolation")
     ]
@@ -319,8 +422,13 @@ def headline(results: dict) -> str:
     rows = [r for r in results["stylometry"]["rows"] if r["cosine"] is not None]
     best = max(rows, key=lambda r: (r["pool"], r["query_games"]))
     mm, pr = results["move_matching"], results["probe"]
+    rules = [("cosine", "cosine, table reference"), ("cosine_refit", "cosine, refitted reference")]
+    rules.append(("likelihood", "likelihood"))
+    scores = ", ".join(
+        f"{100 * best[k]:.1f}% ({name})" for k, name in rules if best.get(k) is not None
+    )
     return (
-        f"Stylometry top-1 {100 * best['cosine']:.1f}% (cosine) among {best['pool']} synthetic "
+        f"Stylometry top-1 {scores} among {best['pool']} synthetic "
         f"players with {best['query_games']} query games (random {100 * best['random']:.1f}%); "
         f"paper: 99.8% at 400 players / 100 games, 94.4% at 47,864. Move matching "
         f"{100 * mm['base']:.1f}% base → {100 * mm['style']:.1f}% with style vectors "
@@ -344,13 +452,19 @@ def table_md(results: dict) -> str:
         f"| base network | {100 * mm['base']:.1f}% |",
         f"| style vectors | {100 * mm['style']:.1f}% |",
         f"| each player's own policy (ceiling) | {100 * mm['ceiling']:.1f}% |",
+        f"| population mixture's top move (style-free ceiling) | "
+        f"{100 * mm.get('population_ceiling', float('nan')):.1f}% |",
         "",
         f"Per-player gain {100 * mm['per_player_gain_mean']:+.1f} points; "
         f"{100 * mm['players_gaining']:.0f}% of players gain.",
         "",
         f"### Latent space: probe R² on {pr['held_out_players']} held-out players",
         "",
-        f"θ (mean over features) {pr['theta_r2_mean']:.2f}; log τ {pr['log_tau_r2']:.2f}",
+        f"θ (mean over features) {pr['theta_r2_mean']:.2f}; log τ {pr['log_tau_r2']:.2f} "
+        "(trained table rows)",
+        "",
+        f"θ {results['probe_refit']['theta_r2_mean']:.2f}; "
+        f"log τ {results['probe_refit']['log_tau_r2']:.2f} (refitted vectors)",
         "",
         "### Steering (property of generated games vs λ)",
         "",
@@ -405,7 +519,7 @@ def reproduce(workdir: Path, *, full: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     s = SETTINGS["full" if full else "quick"]
     tic = time.perf_counter()
-    games, data_dir = make_data(workdir, s["generator"])
+    games, data_dir = make_data(workdir, s["generator"], s["split"])
     model, reference, trained = train_model(games, workdir / "train", full)
     results = evaluate(model, reference, data_dir, games, workdir, s)
     results["trainer_metrics"] = trained["metrics"]

@@ -20,6 +20,13 @@ more than SG3 would); "SG3-violations" counts violations of the final spec SG3 f
 (the automaton restarts after a violation that does not end the episode). Evaluation: the
 greedy policy under SG3 (paper mode) on ``eval_envs`` fresh episodes; success = no violation
 (the authors' definition), task completion = an SG3 goal state reached.
+
+Craftax-Classic (symbolic): ``craftax_strict`` (lava or zombie contact) -> ``craftax_armed``
+against zero-shot ``craftax_armed`` and no safeguard, 3 seeds (5 under ``full``), environments
+restarted from a reset pool (:mod:`jaxsafe.resets`: 2 N world generations per update instead of
+one per env per step). The quick run has no greedy evaluation (it would compile Craftax's reset
+and step once more): its success numbers are the training episodes' (sampled policy) of the
+last 5 updates; ``full`` evaluates greedily.
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ def _adaptation(full: bool) -> dict[str, Any]:
     c.stage_steps = ((60 if full else 20) * c.num_envs * c.num_steps,)
     seeds = 5 if full else 3
     keys = jax.random.split(jax.random.key(1), seeds)
+    t0, c0 = time.perf_counter(), time.process_time()
     with tqdm(total=1, desc="gridworld adaptation", unit="run") as bar:
         out = adaptation.run_adaptation(
             c, env, train_specs, held, keys, env_params=GridParams(max_steps_in_episode=100),
@@ -129,7 +137,8 @@ def _adaptation(full: bool) -> dict[str, Any]:
             f"| {v_txt} | {_ms(r['final_task_completion_pct'])} | "
             f"{_ms(r['final_violation_pct'])} | {_ms(r['total_violations'], digits=0)} |"
         )
-    return {"results": res, "table_md": "\n".join(rows) + "\n"}
+    timing = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    return {"results": res, "table_md": "\n".join(rows) + "\n", "timing": timing}
 
 
 def _grid_config(full: bool):
@@ -177,16 +186,18 @@ def _run_methods(config, env, plans: dict[str, ppo.Plan], seeds: int, desc: str)
     fn = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
     keys = jax.random.split(jax.random.key(0), seeds)
     with tqdm(total=2, desc=desc, unit="phase") as bar:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         compiled = fn.lower(keys, stacked).compile()
         bar.update()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         _, metrics = compiled(keys, stacked)
         metrics = jax.tree.map(np.asarray, jax.block_until_ready(metrics))
         bar.update()
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     out = {k: {m: v[i] for m, v in metrics.items()} for i, k in enumerate(names)}
-    return out, {"compile_s": t1 - t0, "run_s": t2 - t1}
+    # wall seconds and this process's CPU seconds (a shared machine inflates the wall ones)
+    return out, {"compile_s": t1 - t0, "run_s": t2 - t1, "compile_cpu_s": c1 - c0,
+                 "run_cpu_s": c2 - c1}  # fmt: skip
 
 
 def _ms(x: np.ndarray, scale: float = 1.0, digits: int = 1) -> str:
@@ -322,8 +333,12 @@ def _craftax(workdir: pathlib.Path, full: bool) -> dict[str, Any]:
     c.num_envs, c.num_steps = (32, 64) if full else (8, 32)
     c.update_epochs, c.num_minibatches, c.hidden = 2, 2, 64
     c.lr, c.anneal_lr = 5e-4, False
-    c.eval_every, c.evaluate = 5, False  # greedy evaluation would compile Craftax twice more
-    per_stage = 50 if full else 5
+    # 2 N worlds generated per update (jaxsafe.resets), not one per env per step
+    c.reset_pool = 2 * c.num_envs
+    # greedy evaluation compiles Craftax's reset and step once more: full runs only
+    c.eval_every, c.evaluate = 5, full
+    c.eval_envs, c.eval_steps = 16, 500
+    per_stage = 50 if full else 10
     c.stage_steps = (per_stage * c.num_envs * c.num_steps,) * 2
     p_strict, p_armed = env.make_params(strict), env.make_params(armed)
     p_cost = env.make_params(armed, mode="cost")
@@ -333,12 +348,13 @@ def _craftax(workdir: pathlib.Path, full: bool) -> dict[str, Any]:
         "zero_shot": ppo.make_plan(c, [p_armed] * 2, p_armed, ref, task_reward=0.0),
         "no_safeguard": ppo.make_plan(c, [p_cost] * 2, p_armed, ref, task_reward=0.0),
     }
-    seeds = 5 if full else 2
+    seeds = 5 if full else 3
     metrics, timing = _run_methods(c, env, plans, seeds, "craftax PPO")
     results = {k: _summary(m) for k, m in metrics.items()}
     _plot(metrics, workdir / "ppo_craftax_violations.png", c.eval_every,
           f"Craftax-Classic PPO ({seeds} seeds)")  # fmt: skip
-    table = _table(results, f"Craftax-Classic, PPO, {seeds} seeds, "
+    what = "greedy evaluation" if full else "no greedy evaluation: training episodes' success"
+    table = _table(results, f"Craftax-Classic, PPO ({what}), {seeds} seeds, "
                    f"{int(results['progressive']['env_steps'])} env steps per run")  # fmt: skip
     return {"results": results, "table_md": table, "timing": timing, "seeds": seeds,
             "plots": ["ppo_craftax_violations.png"]}  # fmt: skip
@@ -377,7 +393,7 @@ def run_ppo_comparison(workdir: pathlib.Path, *, full: bool = False) -> dict:
         "plots": ["ppo_gridworld_violations.png", "ppo_gridworld_task.png"],
     }
     adapt = _adaptation(full)
-    out["adaptation"] = adapt["results"]
+    out["adaptation"] = {**adapt["results"], "timing": adapt["timing"]}
     table += "\n" + adapt["table_md"]
     craft = _craftax(workdir, full)
     out["craftax"] = {k: craft[k] for k in ("results", "timing", "seeds")}

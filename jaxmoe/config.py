@@ -110,8 +110,10 @@ class MoEConfig:
         it), ``"ragged_emulated"`` (the ragged bookkeeping through a padded
         ``all_to_all``: lets CPU tests check it) or ``"auto"`` (ragged on GPU/TPU, padded
         elsewhere).
-      tile_size: rows per tile of the tiled grouped matmul; None picks a power of two
-        between 8 and 256 from the token count.
+      tile_size: rows per top-level tile of the tiled grouped matmul (each expert's
+        remainder takes at most one tile per smaller level, see
+        ``jaxmoe.dispatch.TileLayout``); None picks the power of two ≤ T·k/(2E) between
+        8 and 512.
       ep_buffer_factor: dropless expert parallelism sends fixed-size blocks with
         ``all_to_all``. None (default) sizes them for the worst case so nothing can be
         dropped; a float f uses ``ceil(f · tokens · k / num_shards)`` rows per block

@@ -200,12 +200,19 @@ def tfds_corpus(
 
 
 def load_corpus(spec: str, **kwargs: Any) -> Corpus:
-    """``"stdlib"``, ``"tfds:<name>"`` or a directory path → ``Corpus``."""
+    """``"stdlib"``, ``"tfds:<name>"`` or a directory path → ``Corpus``.
+
+    ``kwargs`` go to the loader that takes them: ``max_bytes`` (None: the whole corpus)
+    and ``seed`` to the stdlib and directory corpora; ``data_dir``, ``split``, ``field``
+    and ``max_records`` to ``tfds_corpus``; the others are ignored.
+    """
+    files = {k: v for k, v in kwargs.items() if k in ("max_bytes", "seed")}
     if spec == "stdlib":
-        return stdlib_corpus(**{k: v for k, v in kwargs.items() if k in ("max_bytes", "seed")})
+        return stdlib_corpus(**files)
     if spec.startswith("tfds:"):
-        return tfds_corpus(spec[len("tfds:") :])
-    return directory_corpus(spec, **{k: v for k, v in kwargs.items() if k in ("max_bytes", "seed")})
+        names = ("data_dir", "split", "field", "max_records")
+        return tfds_corpus(spec[len("tfds:") :], **{k: kwargs[k] for k in names if k in kwargs})
+    return directory_corpus(spec, **files)
 
 
 def split(

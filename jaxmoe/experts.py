@@ -7,12 +7,13 @@ last axis, gate first) and ``w_out [G, d_expert, d_model]``. An expert computes
 ``jaxmoe.precision``) and return the input dtype.
 
 * ``grouped_swiglu``: the dropless grouped matmul, fused with dispatch and combine.
-  A list of rows, sorted by expert into whole big tiles plus small tiles for each
-  expert's remainder, names the token each row reads and its gate weight. A
-  ``fori_loop`` per tile size over the tiles that hold rows (a dynamic trip count:
-  empty tiles cost nothing) gathers the tile's tokens, runs its expert and
-  scatter-adds the gate-weighted outputs back into the tokens. Work is proportional
-  to real rows (≤ ``T·k + E·(small tile − 1)``), never ``E/k`` times the dense work
+  A list of rows, sorted by expert into whole top-size tiles plus at most one tile
+  per smaller size for each expert's remainder (``jaxmoe.dispatch.TileLayout``), names
+  the token each row reads and its gate weight. A ``fori_loop`` per tile size over the
+  tiles that hold rows (a dynamic trip count: empty tiles cost nothing) gathers the
+  tile's tokens, runs its expert and scatter-adds the gate-weighted outputs back into
+  the tokens. Work is proportional
+  to real rows (≤ ``T·k + E·(smallest tile − 1)``), never ``E/k`` times the dense work
   the way the CPU/GPU lowering of ``jax.lax.ragged_dot`` (a zero-padded dense matmul:
   its expert matmuls alone measured 11–19× a dense MLP here) is. Gathering and
   scattering inside the loop keeps no ``[rows, d]`` buffers alive (only the
@@ -105,14 +106,12 @@ def _dot_t(a: jax.Array, b: jax.Array, a_dim: int, b_dim: int) -> jax.Array:
     return jax.lax.dot_general(a, b, dims, preferred_element_type=_acc(a.dtype))
 
 
-def _levels(layout) -> list[tuple[int, int, int, int]]:
-    """``(level, tile, first_row, first_tile)`` for the big and small tiles of a layout."""
-    big, num_big, small, _ = layout
-    return [(0, big, 0, 0), (1, small, big * num_big, num_big)]
+def _levels(layout) -> list[tuple[int, int, int, int, int]]:
+    """``(level, tile, count, first_row, first_tile)`` for each level of a ``TileLayout``."""
+    return [(level, *v) for level, v in enumerate(layout.levels())]
 
 
-def _level_rows(a: jax.Array, layout, level: int, tile: int, row0: int) -> jax.Array:
-    count = layout[1] if level == 0 else layout[3]
+def _level_rows(a: jax.Array, tile: int, count: int, row0: int) -> jax.Array:
     return a[row0 : row0 + count * tile].reshape(count, tile, *a.shape[1:])
 
 
@@ -125,21 +124,21 @@ def grouped_swiglu(
     w_out: jax.Array,
     tile_expert: jax.Array,
     num_used: jax.Array,
-    layout: tuple[int, int, int, int],
+    layout,
 ) -> jax.Array:
     """Dropless grouped SwiGLU: ``y[n] = Σ_{r: rows[r]=n} row_weight[r] · f_{e(r)}(x[n])``.
 
     Args:
       x: ``[N, d]`` token rows.
       rows: ``[layout.num_rows]`` int32 token read (and written) by each buffer row: rows
-        sorted by expert into big tiles, then small tiles (see
+        sorted by expert into the tiles of each level in turn (see
         ``jaxmoe.dispatch.TileLayout``); ``N`` (or any index ≥ N) marks a padding row. A
         token appears at most once per tile.
       row_weight: ``[layout.num_rows]`` float32 gate weight of each row.
       w_in: ``[G, d, 2f]`` fused gate/up weights; ``w_out``: ``[G, f, d]``.
-      tile_expert: ``[num_big + num_small]`` int32 expert of each tile.
-      num_used: ``[2]`` int32 big and small tiles to compute (the rest are skipped).
-      layout: static ``TileLayout`` ``(big, num_big, small, num_small)``.
+      tile_expert: ``[layout.num_tiles]`` int32 expert of each tile.
+      num_used: ``[L]`` int32 tiles of each level to compute (the rest are skipped).
+      layout: static ``jaxmoe.dispatch.TileLayout`` (tile sizes and counts per level).
 
     Returns:
       ``[N, d]`` in x's dtype (accumulated in ``accumulation_dtype(x.dtype)``).
@@ -152,9 +151,9 @@ def _grouped_fwd(x, rows, row_weight, w_in, w_out, tile_expert, num_used, layout
     acc = _acc(x.dtype)
     out = _vary(jnp.zeros(x.shape, acc), *refs)
     hs = []
-    for level, tile, row0, tile0 in _levels(layout):
-        rows_t = _level_rows(rows, layout, level, tile, row0)
-        weight_t = _level_rows(row_weight, layout, level, tile, row0).astype(acc)
+    for level, tile, count, row0, tile0 in _levels(layout):
+        rows_t = _level_rows(rows, tile, count, row0)
+        weight_t = _level_rows(row_weight, tile, count, row0).astype(acc)
 
         def body(i, carry, rows_t=rows_t, weight_t=weight_t, tile0=tile0):
             out, h = carry
@@ -177,9 +176,9 @@ def _grouped_bwd(layout, res, dy):
     acc = _acc(x.dtype)
     carry = tuple(_vary(jnp.zeros(s, acc), *refs) for s in (x.shape, w_in.shape, w_out.shape))
     d_weights = []
-    for (level, tile, row0, tile0), h in zip(_levels(layout), hs):
-        rows_t = _level_rows(rows, layout, level, tile, row0)
-        weight_t = _level_rows(row_weight, layout, level, tile, row0).astype(acc)
+    for (level, tile, count, row0, tile0), h in zip(_levels(layout), hs):
+        rows_t = _level_rows(rows, tile, count, row0)
+        weight_t = _level_rows(row_weight, tile, count, row0).astype(acc)
 
         def body(i, carry, rows_t=rows_t, weight_t=weight_t, tile0=tile0, h=h):
             dx, d_in, d_out, d_weight = carry

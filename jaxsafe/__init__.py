@@ -4,7 +4,9 @@ A safety specification (YAML or dict, :mod:`jaxsafe.spec`) compiles to transitio
 (:mod:`jaxsafe.automaton`); :class:`SafeguardWrapper` steps it beside any gymnax environment
 given a labelling function (:mod:`jaxsafe.labelling`), :class:`HostSafeguard` does the same
 around Gymnasium environments; both call the one array-level :func:`safeguard_step`.
-:func:`rollout` is the library's one ``vmap(reset)`` + ``scan(vmap(step))``;
+:func:`rollout` is the library's one ``vmap(reset)`` + ``scan(vmap(step))``; :mod:`jaxsafe.resets`
+restarts finished episodes from a pool of resets made once per rollout (Craftax: no world
+generation per step);
 :mod:`jaxsafe.agents` holds the jitted tabular Q-learner with progressive safeguards.
 :mod:`jaxsafe.envs` holds the paper's gridworld and Craftax labels; ``jaxsafe/specs/*.yaml`` the
 shipped specs (``load_spec("sg3")``).

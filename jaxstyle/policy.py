@@ -10,22 +10,43 @@ batch norm, so the network is a pure function of parameters and inputs)::
     block  conv3×3 → LN → ReLU → conv3×3 → LN → SE → + skip → ReLU      (× blocks)
     SE     g = mean_{hw}(x);  (w, b) = split(W₂ ReLU(W₁ g));  x·σ(w) + b   (W₁: F → F/ratio)
     policy conv1×1(F → head_channels) → ReLU → flatten → Linear(64·head_channels → 1880)
+           ("flat", Maia), or ("from_to") a bilinear square-pair head:
+           q = conv1×1(F → d)(x), k = conv1×1(F → d)(x)  per square,  d = head_channels,
+           logit(m) = q_{from(m)} · k_{to(m)} / √d + b_m   (b: one bias per vocabulary entry)
     value  conv1×1(F → 1) → ReLU → flatten → Linear(64 → 32) → ReLU → Linear(32 → 1) → tanh
 
 Illegal moves get logit ``-1e9`` (finite, so a softmax never produces NaN).
+
+The ``from_to`` head ties every move's logit to the trunk's features of its two squares
+(the board is in the mover's frame, so square ``rank·8 + file`` of the planes is the
+vocabulary's square), which a small network learns from far fewer positions than the flat
+``64·C × 1880`` layer; it is the default of the experiment configs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import chess
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from jaxstyle.chess.encoding import NUM_PLANES, VOCAB_SIZE
+from jaxstyle.chess.encoding import MOVE_VOCAB, NUM_PLANES, VOCAB_SIZE
 
 ILLEGAL_LOGIT = -1e9
+HEADS = ("flat", "from_to")
+
+
+def _pair_index() -> np.ndarray:
+    """``int32 [1880]``: ``from·64 + to`` of every vocabulary move (mover's frame)."""
+    moves = [chess.Move.from_uci(uci) for uci in MOVE_VOCAB]
+    return np.array([m.from_square * 64 + m.to_square for m in moves], np.int32)
+
+
+PAIR_INDEX = _pair_index()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +57,9 @@ class PolicyConfig:
       blocks: residual blocks (Maia-1: 6).
       filters: channels ``F`` (Maia-1: 64).
       se_ratio: squeeze ratio of the SE layer (Maia-1: 8).
-      head_channels: channels of the policy head's 1×1 convolution.
+      head_channels: channels of the policy head's 1×1 convolution(s) (``d`` of ``from_to``).
       value_head: also build a value head (``tanh`` score in ``[-1, 1]``).
+      head: ``"flat"`` (Maia's flatten + Linear) or ``"from_to"`` (bilinear square pairs).
     """
 
     blocks: int = 4
@@ -45,8 +67,11 @@ class PolicyConfig:
     se_ratio: int = 8
     head_channels: int = 16
     value_head: bool = False
+    head: str = "flat"
 
     def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"PolicyConfig.head must be one of {HEADS}, got {self.head!r}")
         if min(self.blocks, self.filters, self.se_ratio, self.head_channels) < 1:
             raise ValueError(f"PolicyConfig sizes must be positive: {self}")
         if self.filters % self.se_ratio:
@@ -101,8 +126,13 @@ class PolicyNetwork(nnx.Module):
         self.blocks = nnx.List(
             [ResidualBlock(f, config.se_ratio, rngs=rngs) for _ in range(config.blocks)]
         )
-        self.policy_conv = _conv(f, config.head_channels, 1, rngs)
-        self.policy_out = nnx.Linear(64 * config.head_channels, VOCAB_SIZE, rngs=rngs)
+        if config.head == "flat":
+            self.policy_conv = _conv(f, config.head_channels, 1, rngs)
+            self.policy_out = nnx.Linear(64 * config.head_channels, VOCAB_SIZE, rngs=rngs)
+        else:
+            self.policy_from = _conv(f, config.head_channels, 1, rngs)
+            self.policy_to = _conv(f, config.head_channels, 1, rngs)
+            self.policy_bias = nnx.Param(jnp.zeros((VOCAB_SIZE,), jnp.float32))
         if config.value_head:
             self.value_conv = _conv(f, 1, 1, rngs)
             self.value_hidden = nnx.Linear(64, 32, rngs=rngs)
@@ -118,14 +148,23 @@ class PolicyNetwork(nnx.Module):
             for block in self.blocks:
                 x = block(x)
         with jax.named_scope("policy_head"):
-            p = jax.nn.relu(self.policy_conv(x)).reshape(x.shape[0], -1)
-            logits = jnp.where(legal_mask, self.policy_out(p), ILLEGAL_LOGIT)
+            logits = jnp.where(legal_mask, self.move_logits(x), ILLEGAL_LOGIT)
         value = None
         if self.config.value_head:
             with jax.named_scope("value_head"):
                 v = jax.nn.relu(self.value_conv(x)).reshape(x.shape[0], -1)
                 value = jnp.tanh(self.value_out(jax.nn.relu(self.value_hidden(v))))[:, 0]
         return logits, value
+
+    def move_logits(self, x: jax.Array) -> jax.Array:
+        """Trunk features ``[batch, 8, 8, F]`` → unmasked logits ``[batch, 1880] float32``."""
+        if self.config.head == "flat":
+            return self.policy_out(jax.nn.relu(self.policy_conv(x)).reshape(x.shape[0], -1))
+        d = self.config.head_channels
+        q = self.policy_from(x).reshape(x.shape[0], 64, d)
+        k = self.policy_to(x).reshape(x.shape[0], 64, d)
+        pairs = jnp.einsum("bfd,btd->bft", q, k).reshape(x.shape[0], 64 * 64) / math.sqrt(d)
+        return jnp.take(pairs, jnp.asarray(PAIR_INDEX), axis=1) + self.policy_bias[...]
 
 
 def check_inputs(planes, legal_mask) -> None:
@@ -145,5 +184,9 @@ def block_layers(path: tuple, module: nnx.Module) -> bool:
 
 
 def head_and_block_layers(path: tuple, module: nnx.Module) -> bool:
-    """The residual convs plus the policy head's output layer."""
-    return block_layers(path, module) or path == ("policy_out",)
+    """The residual convs plus the policy head's output layer(s)."""
+    return block_layers(path, module) or path in (
+        ("policy_out",),
+        ("policy_from",),
+        ("policy_to",),
+    )

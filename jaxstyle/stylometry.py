@@ -162,21 +162,27 @@ def stylometry_table(
     steps: int = 100,
     learning_rate: float = 0.1,
     likelihood_max_pool: int = 50,
+    likelihood_max_games: int | None = None,
     key: jax.Array | None = None,
+    alternatives: dict | None = None,
 ) -> dict:
     """Top-1 identification accuracy over pool size × query games.
 
-    ``reference [P, R]`` holds the known players' vectors (row ``p`` = player id ``p``).
+    ``reference [P, R]`` holds the known players' vectors (row ``p`` = player id ``p``);
+    ``alternatives`` — ``{name: [P, R]}`` other reference vectors of the same players (e.g.
+    refitted on their reference games the way queries are fitted) — adds a cosine column
+    ``cosine_<name>`` per entry, matched against the same query vectors.
     For each query size ``k`` every player with at least ``k`` query games gets one fitted
     vector (one batched fit for all of them); a pool of size ``n`` is the first ``n`` of a
     fixed random order of those players, and each of its players' query vectors is matched
     against the pool's ``n`` references. Pools larger than the players available are
     reported as ``None``. Likelihood identification runs where ``n ≤ likelihood_max_pool``
-    (its cost grows as ``n² × k``).
+    and ``k ≤ likelihood_max_games`` (``None``: any k; its cost grows as ``n² × k``).
 
     Returns ``{"rows": [{"pool", "query_games", "players", "cosine", "likelihood",
-    "random"}], "table_md": str}``.
+    "random", "cosine_<name>"…}], "table_md": str}``.
     """
+    alternatives = {k: np.asarray(v) for k, v in (alternatives or {}).items()}
     key = jax.random.PRNGKey(0) if key is None else key
     reference = np.asarray(reference)
     order = np.random.default_rng(0).permutation(reference.shape[0])
@@ -185,7 +191,7 @@ def stylometry_table(
     for k in query_games:
         eligible = np.array([p for p in order if counts.get(int(p), 0) >= k], dtype=np.int64)
         if not len(eligible):
-            rows += [_row(n, k, 0) for n in pool_sizes]
+            rows += [_row(n, k, 0, alternatives) for n in pool_sizes]
             continue
         index, group = queries.first_games(eligible, k)
         vectors = np.asarray(
@@ -202,12 +208,17 @@ def stylometry_table(
         )
         for n in pool_sizes:
             if n > len(eligible):
-                rows.append(_row(n, k, len(eligible)))
+                rows.append(_row(n, k, len(eligible), alternatives))
                 continue
             pool = eligible[:n]
             guess = identify_by_cosine(vectors[:n], reference[pool])
-            row = _row(n, k, n, cosine=float((guess == np.arange(n)).mean()))
-            if n <= likelihood_max_pool:
+            row = _row(n, k, n, alternatives, cosine=float((guess == np.arange(n)).mean()))
+            for name, other in alternatives.items():
+                guess = identify_by_cosine(vectors[:n], other[pool])
+                row[f"cosine_{name}"] = float((guess == np.arange(n)).mean())
+            if n <= likelihood_max_pool and (
+                likelihood_max_games is None or k <= likelihood_max_games
+            ):
                 sel = group < n
                 scores = likelihood_matrix(
                     model,
@@ -220,11 +231,11 @@ def stylometry_table(
                 )
                 row["likelihood"] = float((scores.argmax(-1) == np.arange(n)).mean())
             rows.append(row)
-    return {"rows": rows, "table_md": format_table(rows)}
+    return {"rows": rows, "table_md": format_table(rows, list(alternatives))}
 
 
-def _row(pool: int, k: int, players: int, cosine=None, likelihood=None) -> dict:
-    return {
+def _row(pool: int, k: int, players: int, alternatives=(), cosine=None, likelihood=None) -> dict:
+    row = {
         "pool": pool,
         "query_games": k,
         "players": players,
@@ -232,21 +243,27 @@ def _row(pool: int, k: int, players: int, cosine=None, likelihood=None) -> dict:
         "likelihood": likelihood,
         "random": 1.0 / pool,
     }
+    row.update({f"cosine_{name}": None for name in alternatives})
+    return row
 
 
-def format_table(rows: list[dict]) -> str:
-    """Markdown: one line per (pool, query games); ``n/a`` where too few players had games."""
+def format_table(rows: list[dict], alternatives=()) -> str:
+    """Markdown: one line per (pool, query games); ``n/a`` where too few players had games
+    (or a pool too large for likelihood); one extra cosine column per alternative."""
 
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
+    extra = [f"cosine top-1 ({name} reference)" for name in alternatives]
     lines = [
-        "| pool | query games | cosine top-1 | likelihood top-1 | random |",
-        "|---:|---:|---:|---:|---:|",
-    ]
+        "| pool | query games | cosine top-1 | " + "".join(f"{e} | " for e in extra)
+        + "likelihood top-1 | random |",
+        "|---:|---:|---:|" + "---:|" * len(extra) + "---:|---:|",
+    ]  # fmt: skip
     for r in sorted(rows, key=lambda r: (r["pool"], r["query_games"])):
+        cells = "".join(f"{pct(r[f'cosine_{name}'])} | " for name in alternatives)
         lines.append(
-            f"| {r['pool']} | {r['query_games']} | {pct(r['cosine'])} | "
+            f"| {r['pool']} | {r['query_games']} | {pct(r['cosine'])} | {cells}"
             f"{pct(r['likelihood'])} | {pct(r['random'])} |"
         )
     return "\n".join(lines)

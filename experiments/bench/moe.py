@@ -41,7 +41,12 @@ layer keys at T=8192, d_model=512, E=32, k=4, d_expert=256, OLMoE-like fine expe
                           merged when that module exists).
 
 Also reported: ``seconds`` (median step times), ``rows_over_assignments`` (rows the
-grouped matmul ran ÷ T·k: tile padding), device and load information.
+grouped matmul ran ÷ T·k: tile padding), device and load information
+(``backend_sets_of``: the platform whose backend sets were used, see ``--platform``).
+
+Just the layer keys of both shapes (what the layer targets are judged on)::
+
+    python -m experiments.bench.moe --only layer   # make bench-moe ARGS="--only layer"
 
 GPU/TPU check (the one command to run on a lent accelerator; < 3 minutes)::
 
@@ -52,7 +57,10 @@ the same as ``--no-large --no-sharded --quick-lm --repeats 5`` with every backen
 to the platform timed under ``backends`` (the default ``--backends``: ``tiled`` on CPU,
 ``tiled,ragged_dot`` on GPU, ``tiled,ragged_dot,megablox`` on TPU; megablox off TPU only
 interprets, so it is timed on CPU only when asked for). ``backends_max_abs_diff`` covers
-all three backends on CPU and TPU and the native ones on GPU.
+all three backends on CPU and TPU and the native ones on GPU. ``--platform gpu`` (or
+``tpu``) picks those backend sets on any machine, so the check's code path can be run on
+CPU first: ``--accelerator-check --platform gpu`` (ragged_dot there is only a padded
+dense matmul, so its times mean nothing on CPU).
 """
 
 from __future__ import annotations
@@ -204,14 +212,21 @@ def _ragged_dot_ratio(shape: dict, repeats: int) -> dict:
     return ratio(times, "ragged", "dense")
 
 
+def diff_backends(platform: str | None = None) -> tuple[str, ...]:
+    """Backends ``backends_max_abs_diff`` checks: all on CPU and TPU, the native ones on GPU."""
+    platform = platform or jax.default_backend()
+    return BACKENDS if platform in ("cpu", "tpu") else default_backends(platform)
+
+
 def backends_max_abs_diff(shape: dict = DIFF, backends=None) -> dict:
     """``{backend: max |Δ|}`` of outputs and all gradients against the tiled backend.
 
-    ``backends`` None: all of them on CPU and TPU, the native ones elsewhere (GPU).
+    ``backends`` None: ``diff_backends()``. Matmuls run at ``"highest"`` precision, so
+    the figure measures the backend, not TF32 (GPU) or bfloat16 passes (TPU) of float32
+    matmuls.
     """
     if backends is None:
-        cpu_or_tpu = jax.default_backend() in ("cpu", "tpu")
-        backends = BACKENDS if cpu_or_tpu else default_backends()
+        backends = diff_backends()
     x, cot = _inputs(shape, seed=7)
     params = MoELayer(_config(shape, losses=()), rngs=nnx.Rngs(1)).params()
 
@@ -222,7 +237,8 @@ def backends_max_abs_diff(shape: dict = DIFF, backends=None) -> dict:
             y, aux = moe_forward(p, x, cfg)
             return jnp.sum(y * cot) + aux.loss, y
 
-        grads, y = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+        with jax.default_matmul_precision("highest"):
+            grads, y = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)
         return [np.asarray(a) for a in jax.tree.leaves((y, grads))]
 
     want = run("tiled")
@@ -333,15 +349,23 @@ def run(
     diff_shape: dict | None = DIFF,
     lm: bool = True,
     quick_lm: bool = False,
+    layer_only: bool = False,
+    platform: str | None = None,
 ) -> dict:
     """Runs every measurement; returns the JSON-ready result.
 
     ``main`` / ``large`` are shapes (``large=None`` skips the second one); ``sharded=False``
     skips the 8-device subprocess (its keys are then None); ``backends`` are the
-    grouped-matmul backends timed under ``backends`` (None: ``default_backends()``);
-    ``diff_shape=None`` skips ``backends_max_abs_diff``; ``lm=False`` skips the LM keys.
+    grouped-matmul backends timed under ``backends`` (None: ``default_backends(platform)``);
+    ``diff_shape=None`` skips ``backends_max_abs_diff`` (which checks
+    ``diff_backends(platform)``); ``lm=False`` skips the LM keys. ``layer_only`` keeps just
+    the layer keys of both shapes (no ``backends``, ``ragged_dot_over_dense``,
+    ``backends_max_abs_diff``, sharded or LM keys). ``platform`` (None: this one) picks the
+    backend sets as on that platform, so the GPU/TPU code path can run here.
     """
-    backends = tuple(backends or default_backends())
+    if layer_only:
+        backends, diff_shape, sharded, lm = (), None, False, False
+    backends = tuple(default_backends(platform) if backends is None else backends)
     progress(f"main shape {main}: dense, dropless, capacity, all experts, backends {backends}")
     variants, params, x, base = _variants(main, backends)
     times = side_by_side(variants, repeats)
@@ -349,12 +373,13 @@ def run(
     peak = _matmul_flops_per_s(repeats)
     out: dict = _layer_keys(times, params, x, base, main, peak, repeats)
     out["allexperts_over_moe"] = ratio(times, "all_experts", "dropless")
-    out["backends"] = _backend_keys(times, backends)
     out["matmul_gflops_per_s"] = round(peak / 1e9, 3)
-    progress("ragged_dot expert matmuls vs dense")
-    out["ragged_dot_over_dense"] = _ragged_dot_ratio(main, min(3, repeats))
+    if not layer_only:
+        out["backends"] = _backend_keys(times, backends)
+        progress("ragged_dot expert matmuls vs dense")
+        out["ragged_dot_over_dense"] = _ragged_dot_ratio(main, min(3, repeats))
     if diff_shape is not None:
-        out["backends_max_abs_diff"] = backends_max_abs_diff(diff_shape)
+        out["backends_max_abs_diff"] = backends_max_abs_diff(diff_shape, diff_backends(platform))
     if sharded:
         progress("expert-parallel 2×4 mesh in an 8-device subprocess")
     ep = _sharded_subprocess(main, repeats) if sharded else None
@@ -371,6 +396,7 @@ def run(
     out["repeats"] = repeats
     out["device"] = f"{jax.devices()[0].device_kind} x{jax.device_count()} ({os.cpu_count()} cores)"
     out["backend"] = jax.default_backend()
+    out["backend_sets_of"] = platform or jax.default_backend()
     out["jax"] = jax.__version__
     out["load_average"] = [round(v, 2) for v in os.getloadavg()]
     return out
@@ -395,6 +421,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the short GPU/TPU check: --no-large --no-sharded --quick-lm --repeats 5",
     )
+    parser.add_argument(
+        "--only",
+        choices=("layer",),
+        default=None,
+        help="layer: just the layer keys at the main and large shapes (no backends, "
+        "ragged_dot, sharded or LM keys)",
+    )
+    parser.add_argument(
+        "--platform",
+        choices=tuple(NATIVE),
+        default=None,
+        help="pick the backend sets as on this platform (default: the one JAX runs on); "
+        "e.g. --accelerator-check --platform gpu runs the GPU check's code path on CPU",
+    )
     parser.add_argument("--sharded-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", default=json.dumps(MAIN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -416,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         backends=backends,
         lm=not args.no_lm,
         quick_lm=args.quick_lm,
+        layer_only=args.only == "layer",
+        platform=args.platform,
     )
     emit(result, args.out)
     return 0

@@ -287,7 +287,7 @@ def tabular_protocol(episodes: int, seeds: int, max_steps: int, python_episodes:
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     timing.progress(f"tabular protocol: compiling ({episodes} episodes x {seeds} seeds)")
     t0 = time.perf_counter()
-    learner.train_stage.lower(learner.init(keys), 0).compile()
+    learner.lower_stage(learner.init(keys)).compile()
     compile_s = time.perf_counter() - t0
     state = learner.run(learner.init(keys))
     jax_steps = int(np.asarray(state.ep_steps).sum())

@@ -25,13 +25,16 @@ def _model_keys(**sizes) -> dict:
     return style_model.run(**sizes)
 
 
-def run(data: dict | None = None, model: dict | None = None) -> dict:
+def run(data: dict | None = None, model: dict | None = None, only: str | None = None) -> dict:
     """The data keys (``data``: sizes for :func:`style_data.run`) merged with the model keys
-    (``model``: sizes for ``style_model.run``)."""
-    from experiments.bench import style_data
+    (``model``: sizes for ``style_model.run``); ``only="data"`` / ``"model"``: one half."""
+    result = {}
+    if only != "model":
+        from experiments.bench import style_data
 
-    result = style_data.run(**(data or {}))
-    result.update(_model_keys(**(model or {})))
+        result.update(style_data.run(**(data or {})))
+    if only != "data":
+        result.update(_model_keys(**(model or {})))
     return result
 
 
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-games", type=int, default=1_500)
     parser.add_argument("--rss-games", type=int, default=1_000, help="1x size of the RSS builds")
     parser.add_argument("--out", default=default_out("style"), help="also write the JSON here")
+    parser.add_argument("--only", choices=("data", "model"), help="run one half of the keys")
     args = parser.parse_args(argv)
     sizes = {
         "games": args.games,
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "build_games": args.build_games,
         "rss_games": args.rss_games,
     }
-    emit(run(sizes), args.out)
+    emit(run(sizes, only=args.only), args.out)
     return 0
 
 

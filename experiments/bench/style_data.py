@@ -12,17 +12,24 @@ Keys (rates in items per second, ``{"median", "min", "max"}`` over repeats):
   array_record_positions_per_s   records decoded through ``tfds.data_source`` (batches of 256)
   balanced_batch_positions_per_s ``BalancedBatches`` (random access, unpacked planes, masks)
   header_pass_games_per_s        header-only pass over the scale dump (``--scale-games``)
+  header_pass_games_per_s_2proc  the same with 2 worker processes parsing the headers
   cut_games_per_s                decompress + cut into games (the build's sequential part)
   build_positions_per_s_1proc    whole streaming build, one process
   build_speedup_2proc            build time with 1 worker / with 2 workers (same bytes out)
+  build_main_cpu_share_2proc     main process CPU / all CPU of the 2-worker build (load
+                                 independent: the part that does not run in the workers)
+  build_cpu_s_1proc, build_cpu_s_2proc_main_plus_workers
+                                 CPU seconds of the two builds (their ratio is the parallel
+                                 overhead: spawning, pickling, the pipes)
   build_peak_rss_mb_1x / _10x    peak RSS of a one-process build of N and 10 N games
   build_rss_ratio_10x_over_1x    target <= 1.2 (bounded memory)
   parse_encode_over_plain_parse  the build's parse+encode / a python-chess loop that only
                                  parses and pushes the moves, same games; target <= 1.3
   estimated_hours_lichess_month  100M games, 7e9 positions, from the measured rates, on
-                                 2 cores and on 64 cores (header pass and cutting are
-                                 sequential; parse+encode scales with the cores at the
-                                 measured 2-process efficiency)
+                                 2 cores and on 64 cores: cutting the stream into games is
+                                 sequential (main process, both passes); header parsing
+                                 and parse+encode run in the workers and scale with the
+                                 cores at the measured 2-process efficiency
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from experiments.bench import timing
 
@@ -117,14 +127,21 @@ def _pipeline_keys(root: Path, games: int, players: int, repeats: int) -> dict:
     }
 
 
-def _options(workers: int):
+def _options(workers: int, games_per_bucket: int = 2_000):
     from jaxstyle.chess import build
 
-    return build.BuildOptions(workers=workers, progress=False)
+    return build.BuildOptions(workers=workers, games_per_bucket=games_per_bucket, progress=False)
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its reaped children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
 
 
 def _header_keys(root: Path, scale_games: int, repeats: int) -> dict:
-    from jaxstyle.chess import replay
+    from jaxstyle.chess import build, replay
     from jaxstyle.chess.build_plan import header_pass
     from jaxstyle.chess.pgn_filters import GameFilter
     from jaxstyle.chess.pgn_split import iter_file_games
@@ -134,18 +151,21 @@ def _header_keys(root: Path, scale_games: int, repeats: int) -> dict:
         root / "scale.pgn.zst", _real_games(), scale_games, max(2, scale_games // 15), seed=3
     )
     game_filter = GameFilter(min_games_per_player=5)
-    timing.progress("header pass and game cutting")
-    times = timing.side_by_side(
-        {
-            "header": lambda: header_pass([dump], game_filter),
-            "cut": lambda: sum(1 for _ in iter_file_games(dump)),
-        },
-        repeats,
-        warm=False,
-    )
-    rates = timing.rates(times, {"header": scale_games, "cut": scale_games})
+    timing.progress("header pass (1 and 2 processes) and game cutting")
+    with build.worker_pool(2) as pool:
+        times = timing.side_by_side(
+            {
+                "header": lambda: header_pass([dump], game_filter),
+                "header_2proc": lambda: header_pass([dump], game_filter, pool=pool, workers=2),
+                "cut": lambda: sum(1 for _ in iter_file_games(dump)),
+            },
+            repeats,
+            warm=False,
+        )
+    rates = timing.rates(times, dict.fromkeys(times, scale_games))
     return {
         "header_pass_games_per_s": rates["header"],
+        "header_pass_games_per_s_2proc": rates["header_2proc"],
         "cut_games_per_s": rates["cut"],
         "scale_games": scale_games,
         "scale_dump_mb": round(dump.stat().st_size / 2**20, 2),
@@ -165,12 +185,17 @@ def _build_keys(root: Path, build_games: int, repeats: int, max_plies: int | Non
         max_plies=max_plies,
     )
     game_filter = GameFilter(min_games_per_player=5)
-    outs = {}
+    outs, cpu = {}, {}
+    # ~10 stage-B buckets, as a real build has thousands (balanced across the workers)
+    per_bucket = max(50, build_games // 5)
 
     def run(workers: int):
         out = root / f"build-{workers}"
         shutil.rmtree(out, ignore_errors=True)
-        build.build(out, dump, game_filter, options=_options(workers))
+        before = _cpu_seconds()
+        build.build(out, dump, game_filter, options=_options(workers, per_bucket))
+        after = _cpu_seconds()
+        cpu.setdefault(workers, []).append([a - b for a, b in zip(after, before)])
         outs[workers] = out
 
     timing.progress(f"streaming build of {build_games} games, 1 and 2 worker processes")
@@ -178,6 +203,7 @@ def _build_keys(root: Path, build_games: int, repeats: int, max_plies: int | Non
         {"1proc": lambda: run(1), "2proc": lambda: run(2)}, repeats, warm=False
     )
     same = _same_files(build.version_dir(outs[1]), build.version_dir(outs[2]))
+    main, workers = np.asarray(cpu[2]).T  # the pool is joined inside build(): children reaped
     meta = build.version_dir(outs[1]) / "metadata.json"
     positions = sum(json.loads(meta.read_text())["positions"].values())
     return {
@@ -186,6 +212,9 @@ def _build_keys(root: Path, build_games: int, repeats: int, max_plies: int | Non
         ],
         "build_speedup_2proc": timing.ratio(times, "1proc", "2proc"),
         "build_2proc_identical_output": same,
+        "build_main_cpu_share_2proc": timing.spread(main / (main + workers)),
+        "build_cpu_s_1proc": timing.spread(np.asarray(cpu[1])[:, 0]),
+        "build_cpu_s_2proc_main_plus_workers": timing.spread(main + workers),
         "build_games": build_games,
         "build_positions": positions,
     }
@@ -276,9 +305,12 @@ def _estimate(result: dict) -> dict:
     efficiency = result["build_speedup_2proc"]["median"] / 2
     out = {}
     for cores in (2, 64):
-        encode_s = LICHESS_MONTH_POSITIONS / (per_core * max(1.0, cores * efficiency))
-        stage_a = max(encode_s, LICHESS_MONTH_GAMES / cut)  # cutting feeds the workers
-        out[f"{cores}_cores"] = round((LICHESS_MONTH_GAMES / header + stage_a) / 3600, 1)
+        parallel = max(1.0, cores * efficiency)
+        # both passes: the main process cuts (sequential), the workers parse
+        header_s = LICHESS_MONTH_GAMES / min(cut, header * parallel)
+        encode_s = LICHESS_MONTH_POSITIONS / (per_core * parallel)
+        stage_a = max(encode_s, LICHESS_MONTH_GAMES / cut)
+        out[f"{cores}_cores"] = round((header_s + stage_a) / 3600, 1)
     return out
 
 

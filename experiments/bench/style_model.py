@@ -1,16 +1,24 @@
 """Style-vector model benchmark (JSON on stdout): ``python -m experiments.bench.style_model``.
 
-Merged into ``make bench-style`` by :mod:`experiments.bench.style` (``run(quick)``). Keys:
+Merged into ``make bench-style`` by :mod:`experiments.bench.style`;
+``python -m experiments.bench.style --only model`` runs just these keys. Keys:
 
   adapter_over_base        forward+backward of a mixed-player batch through 4 ``Linear(512,512)``
                            with MHR adapters (r=8, s=8, h=4; 1000 players in 4096 rows; grads
-                           of skills + style table) ÷ the same layers alone (grads of their
-                           weights). Target ≤ 1.3.
-  loop_over_batched        the same forward with a Python loop over players (each player's
-                           adapter materialised, its rows through a jitted layer stack) ÷ the
-                           batched skill-space path. Target ≥ 10.
-  fewshot_100_players_s    seconds of ``fit_style_vectors`` for 100 new players (50 positions
-                           each, 100 steps of 512 positions) on the ``cpu`` chess model.
+                           of skills + style table, the base frozen: a stage-(b) step) ÷ the
+                           same layers alone (grads of their weights: a stage-(a) step).
+                           Target ≤ 1.3.
+  adapter_over_base_all_grads  the same, the adapted step also taking the base weights'
+                           grads (both sides then compute every matmul's weight gradient).
+  loop_over_batched        the same forward with a Python loop over players: for each player,
+                           gather its rows and run them through a jitted stack that mixes that
+                           player's adapter ``A_α, B_α`` and applies ``W x + (x A_α) B_α / r``
+                           (one dispatch per player, two compiled row counts) ÷ the batched
+                           skill-space path. Target ≥ 10. It grows with the players per batch
+                           (the loop pays per player, the batched path per row).
+  fewshot_100_players_s    seconds of ``fit_style_vectors`` for 100 new players at once (50
+                           positions each, 100 steps of 512 positions; ``--quick``: 10
+                           positions, 20 steps) on the ``cpu`` chess model, compile included.
   style_table_47864_mb     float32 style table of 47,864 players at the ``cpu`` config's R
                            (``…_train_mb``: with Adam's two moments).
   table_47864_over_400     multitask step with a 47,864-player table (players drawn across the
@@ -44,7 +52,7 @@ def _linear_stack(quick: bool):
     from jaxstyle import adapters
     from jaxstyle.adapters import SkillConfig
 
-    rows, players = (1024, 250) if quick else (4096, 1000)
+    rows, players = (1024, 256) if quick else (4096, 1000)
     config = SkillConfig(num_skills=8, num_heads=4, rank=8)
 
     class Stack(nnx.Module):
@@ -87,15 +95,29 @@ def linear_ratios(quick: bool, repeats: int) -> dict:
         return jax.grad(loss, argnums=(0, 1))(skills, table)
 
     @jax.jit
+    def adapter_all_step(skills, base, table):
+        loss = lambda s, b, t: (forward(s, b, t[ids], x) ** 2).mean()  # noqa: E731
+        return jax.grad(loss, argnums=(0, 1, 2))(skills, base, table)
+
+    @jax.jit
     def base_step(base):
         return jax.grad(lambda b: (forward(skills, b, None, x, mixed=False) ** 2).mean())(base)
 
     progress(f"adapter vs base: fwd+bwd, {x.shape[0]} rows, {table.shape[0]} players")
     times = side_by_side(
-        {"adapters": lambda: adapter_step(skills, table), "base": lambda: base_step(base)},
+        {
+            "adapters": lambda: adapter_step(skills, table),
+            "adapters_all": lambda: adapter_all_step(skills, base, table),
+            "base": lambda: base_step(base),
+        },
         repeats,
     )
-    out = {"adapter_over_base": ratio(times, "adapters", "base")}
+    out = {
+        "linear_rows": int(x.shape[0]),
+        "linear_players": int(table.shape[0]),
+        "adapter_over_base": ratio(times, "adapters", "base"),
+        "adapter_over_base_all_grads": ratio(times, "adapters_all", "base"),
+    }
 
     # A Python loop over players: each player's adapter materialised, its rows run alone.
     players = table.shape[0]
@@ -192,7 +214,7 @@ def chess_numbers(quick: bool, repeats: int) -> dict:
     times = side_by_side({"inference": lambda: forward(params, infer)}, max(2, repeats // 2))
     out["inference_positions_per_s"] = rates(times, {"inference": 1024})["inference"]
 
-    new_players, per_player = (20, 25) if quick else (100, 50)
+    new_players, per_player = 100, (10 if quick else 50)
     fit = _chess_batch(new_players * per_player, 400, seed=2)
     group = np.repeat(np.arange(new_players), per_player)
     fit_steps = 20 if quick else 100
@@ -205,7 +227,8 @@ def chess_numbers(quick: bool, repeats: int) -> dict:
 
     progress(f"few-shot: {new_players} players × {per_player} positions, {fit_steps} steps")
     times = side_by_side({"fewshot": fewshot}, 1, warm=False)  # first call compiles
-    out["fewshot_100_players_s" if not quick else "fewshot_20_players_s"] = spread(times["fewshot"])
+    out["fewshot_100_players_s"] = spread(times["fewshot"])
+    out["fewshot_setup"] = {"positions_per_player": per_player, "steps": fit_steps}
     return out
 
 

@@ -9,7 +9,8 @@
 A dense baseline with the same active parameters: ``--config.model.dense=True``.
 
 Data: ``data.corpus`` is ``"stdlib"`` (this interpreter's standard library + pydoc_data,
-offline), a directory of text files, or ``"tfds:<name>"`` (a prepared tfds dataset).
+offline), a directory of text files, or ``"tfds:<name>"`` (a tfds text dataset prepared in
+``data.tfds_data_dir``, read through ``tfds.data_source``; nothing is downloaded).
 """
 
 import ml_collections
@@ -67,6 +68,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
         {
             "corpus": "stdlib",
             "max_bytes": v["max_bytes"] or 0,  # 0 = the whole corpus
+            "tfds_data_dir": "",  # where a "tfds:<name>" corpus is prepared; "" = tfds' default
             "seq_len": v["seq_len"],
             "val_fraction": 0.05,
             "eval_batches": v["eval_batches"],

@@ -4,8 +4,9 @@
 
 (``make train-safe``). Runs every mode of ``modes`` (``faithful``: the authors' protocol with its
 quirks; ``corrected``: equal stages, the update done right; ``zero_shot``: the final safeguard
-from scratch for all episodes, corrected learner; ``zero_shot_faithful``: the same with the
-authors' learner) for ``num_seeds`` seeds vmapped, one stage per
+from scratch for all episodes, corrected learner, run as four equal stages of that safeguard;
+``zero_shot_faithful``: the same with the authors' learner) for ``num_seeds`` seeds vmapped, one
+stage per
 runner step, and prints one JSON line of means over seeds. Variants: ``tiny`` (tests, seconds),
 ``cpu`` (the default: the paper's 5000 episodes x 5 seeds, <= 10 min on 2 cores), ``gpu`` (one
 accelerator host: 256 seeds vmapped).

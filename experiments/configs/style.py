@@ -5,8 +5,10 @@ Exact command (the default of ``make train-style``, after ``make data-style``)::
     python -m experiments.train_style --config experiments/configs/style.py:cpu
 
 Variants: ``tiny`` (tests; a dataset given with ``--config.data.dir``), ``quick`` (the quick
-path of ``make reproduce``, ~50 players; also needs ``data.dir``), ``cpu`` (about 30 minutes on
-2 cores over ``data/synthetic``), ``gpu`` (one accelerator host).
+path of ``make reproduce``, ~50 players; also needs ``data.dir``), ``cpu`` (over
+``data/synthetic``; estimated 20–25 minutes on 2 idle cores from step costs measured on a
+loaded machine — stage (b) steps cost about 1.65× stage (a) steps), ``gpu`` (one accelerator
+host).
 
 Stages: ``train.num_steps`` of (a) pretraining, ``multitask.num_steps`` of (b) skills + style
 table, ``fewshot.num_steps`` of (c) routing-only fitting for ``data.holdout_players`` unseen
@@ -36,15 +38,16 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model.filters = 32
     c.model.se_ratio = 8
     c.model.head_channels = 16
+    c.model.head = "from_to"  # bilinear from/to-square head ("flat": Maia's Linear head)
     c.model.num_skills = 8
     c.model.num_heads = 4
     c.model.rank = 4
     c.model.shared_routing = True
     c.model.conv_kernel = "full"
-    c.model.adapt = "blocks"
+    c.model.adapt = "blocks+head"  # residual convs + the head's from/to convs
 
     c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 2000  # stage (a)
+    c.train.num_steps = 1500  # stage (a)
     c.train.batch_size = 256
     c.train.log_every = 50
     c.train.checkpoint_every = 500
@@ -55,11 +58,11 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 2e-3
     c.optim.warmup_steps = 100
-    c.optim.multitask_learning_rate = 2e-3
+    c.optim.multitask_learning_rate = 5e-3
     c.optim.routing_multiplier = 2.0
 
     c.multitask = ml_collections.ConfigDict()
-    c.multitask.num_steps = 1500
+    c.multitask.num_steps = 1200
     c.multitask.players_per_batch = 64  # balanced: batch_size / players_per_batch each
 
     c.fewshot = ml_collections.ConfigDict()

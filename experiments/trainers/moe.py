@@ -62,7 +62,8 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[D.PackedTokens, D.Pack
     """``(train, val)`` packed token streams of ``config.data`` (errors as ``RunError``)."""
     d = config.data
     try:
-        corpus = D.load_corpus(d.corpus, max_bytes=d.max_bytes or None, seed=0)
+        data_dir = d.get("tfds_data_dir") or None
+        corpus = D.load_corpus(d.corpus, max_bytes=d.max_bytes or None, seed=0, data_dir=data_dir)
         train, val = D.split(corpus, d.val_fraction)
         return (
             D.PackedTokens(train, d.seq_len, f"corpus {corpus.name} (train split)"),

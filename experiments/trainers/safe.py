@@ -49,8 +49,12 @@ def build(config: ml_collections.ConfigDict, mode: str) -> QLearner:
     ql = config.qlearning
     episodes = int(ql.num_episodes)
     faithful = mode in ("faithful", "zero_shot_faithful")
+    task_index = None
     if mode.startswith("zero_shot"):
-        specs, budget = specs[-1:], (episodes,)
+        # the final safeguard for every stage (equal stages, task index 0: no earlier task),
+        # so the baseline shares the curriculum's compiled program and logs at the same points
+        specs, task_index = [specs[-1]] * len(specs), [0] * len(specs)
+        budget = stage_episodes(episodes, len(specs), faithful=False)
     else:
         budget = stage_episodes(episodes, len(specs), faithful=faithful)
     variant = QLearningConfig(
@@ -61,7 +65,7 @@ def build(config: ml_collections.ConfigDict, mode: str) -> QLearner:
         faithful=faithful,
         unroll=int(ql.unroll),
     )
-    return make_qlearning(specs, budget, variant)
+    return make_qlearning(specs, budget, variant, task_index=task_index)
 
 
 def curves(learner: QLearner, state: Any) -> dict[str, list]:
@@ -123,7 +127,7 @@ def train_mode(config: ml_collections.ConfigDict, workdir: Path, mode: str) -> d
     per_seed = {k: np.asarray(v) for k, v in {**evals[-1], **summary}.items()}
     return {
         "seeds": int(config.num_seeds),
-        "episodes_per_stage": list(learner.curriculum.episodes),
+        "episodes_per_stage": list(learner.curriculum.episodes_per_stage),
         "per_seed": {k: v.tolist() for k, v in per_seed.items()},
         "curves": curves(learner, state),
         "state": state,

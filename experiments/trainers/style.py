@@ -178,7 +178,7 @@ def style_config(config: ml_collections.ConfigDict, num_players: int) -> StyleCo
             num_players=num_players,
             policy=PolicyConfig(
                 blocks=m.blocks, filters=m.filters, se_ratio=m.se_ratio,
-                head_channels=m.head_channels,
+                head_channels=m.head_channels, head=m.get("head", "flat"),
             ),
             skills=SkillConfig(
                 num_skills=m.num_skills, num_heads=m.num_heads, rank=m.rank,
@@ -215,6 +215,11 @@ def _replicate(tree, mesh):
 def pretrain(config, data: Data, model: StylePolicy, workdir: Path) -> tuple[StylePolicy, dict]:
     """Stage (a): behaviour cloning of the base network."""
     o = config.train
+    if config.optim.warmup_steps >= o.num_steps:
+        raise RunError(
+            f"optim.warmup_steps={config.optim.warmup_steps} must be below "
+            f"train.num_steps={o.num_steps}"
+        )
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, config.optim.learning_rate, max(1, config.optim.warmup_steps), max(2, o.num_steps)
     )

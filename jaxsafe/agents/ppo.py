@@ -26,6 +26,13 @@ first time an episode enters one of its *goal states* (:func:`goal_states`), cou
 the final spec, and measures task completion, identically for every method. After a violation
 that does not end the episode (``mode="cost"``) it restarts from its initial state.
 
+**Resets.** By default environments step with gymnax's ``step`` (a reset computed on every
+step, selected where an episode ended). With ``config.reset_pool = P >= num_envs`` they step
+without reset and finished episodes restart from a pool of ``P`` resets generated once per
+update (:mod:`jaxsafe.resets`; the first ``num_envs`` entries also serve the stage switch): for
+Craftax-Classic this is ``P`` world generations per update instead of ``num_envs * num_steps``,
+and one copy of world generation in the compiled program instead of three.
+
 **Observation** given to the policy: the wrapper's (env obs ++ one-hot stage automaton state),
 then optionally the one-hot reference state (``config.reference_obs``) and the spec encoding of
 :func:`automaton_features` (``config.spec_obs``).
@@ -51,6 +58,7 @@ from flax import nnx, struct
 from jaxsafe.agents import fear as fear_lib
 from jaxsafe.agents import lagrangian
 from jaxsafe.automaton import Automaton
+from jaxsafe.resets import make_reset_pool, reset_finished, step_without_reset
 from jaxsafe.wrappers import SafeguardWrapper
 
 __all__ = [
@@ -86,6 +94,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.reference_obs = True  # append one-hot of the reference (final-spec) automaton state
     c.spec_obs = False  # append automaton_features of the stage spec (adaptation)
     c.per_env_params = False  # stage params carry a per-env axis [S, N, ...] (many specs)
+    c.reset_pool = 0  # >= num_envs: that many resets per update instead of one per step
     c.fear_horizon = 5  # intrinsic fear: states <= k steps before a violation are "dangerous"
     c.fear_lr = 1e-3
     c.evaluate = True  # greedy evaluation every eval_every updates (eval_* metrics)
@@ -317,8 +326,16 @@ def make_train(
     chunks = total_updates // c.eval_every
     num_actions = env.num_actions
     p_axis = 0 if c.per_env_params else None
+    pool_size = int(c.get("reset_pool", 0))
+    if pool_size and (pool_size < n or c.per_env_params):
+        raise ValueError(
+            f"reset_pool={pool_size} needs >= num_envs={n} entries and per_env_params=False"
+        )
 
     def step_envs(keys, state, action, params):
+        if pool_size:
+            step = lambda *a: step_without_reset(env, *a)  # noqa: E731
+            return jax.vmap(step, in_axes=(0, 0, 0, None))(keys, state, action, params)
         return jax.vmap(env.step, in_axes=(0, 0, 0, p_axis))(keys, state, action, params)
 
     def reset_envs(keys, params):
@@ -340,8 +357,23 @@ def make_train(
 
     def sample_obs_dim(plan):
         p0 = jax.tree.map(lambda x: x[0], plan.stage_params)
-        obs, st = reset_envs(jax.random.split(jax.random.key(0), n), p0)
-        return policy_obs(obs, env_q(st), jnp.zeros(n, jnp.int32), p0, plan.reference).shape[-1]
+
+        def features(key):
+            obs, st = reset_envs(jax.random.split(key, n), p0)
+            return policy_obs(obs, env_q(st), jnp.zeros(n, jnp.int32), p0, plan.reference)
+
+        return jax.eval_shape(features, jax.random.key(0)).shape[-1]
+
+    def placeholder_reset(key, params):
+        """Zeros shaped like a batch of resets (the first update replaces them)."""
+        shapes = jax.eval_shape(lambda k: reset_envs(jax.random.split(k, n), params), key)
+
+        def zeros(s):
+            if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+                return jax.random.split(jax.random.key(0), s.shape)
+            return jnp.zeros(s.shape, s.dtype)
+
+        return jax.tree.map(zeros, shapes)
 
     def build_model(key, obs_dim):
         model = ActorCritic(obs_dim, num_actions, c.hidden, rngs=nnx.Rngs(key))
@@ -371,7 +403,10 @@ def make_train(
             return jax.tree.map(lambda x: x[stage], plan.stage_params)
 
         p0 = stage_params_at(0)
-        obs, env_state = reset_envs(jax.random.split(k_env, n), p0)
+        if pool_size:  # stage -1: the first update "switches" and takes the pool's resets
+            obs, env_state = placeholder_reset(k_env, p0)
+        else:
+            obs, env_state = reset_envs(jax.random.split(k_env, n), p0)
         runner = Runner(
             params=params,
             opt_state=tx.init(params),
@@ -382,7 +417,7 @@ def make_train(
             ref_q=_initial(ref, n),
             lam=plan.lambda_init,
             key=key,
-            stage=jnp.int32(0),
+            stage=jnp.int32(-1 if pool_size else 0),
             update=jnp.int32(0),
             ep=_zeros_ep(n),
             totals={
@@ -394,7 +429,7 @@ def make_train(
 
         # ------------------------------------------------------------------ rollout
         def env_step(carry, _):
-            r, params_s = carry
+            r, params_s, pool = carry
             key, k_act, k_step = jax.random.split(r.key, 3)
             pobs = policy_obs(r.obs, env_q(r.env_state), r.ref_q, params_s, ref)
             logits, value, cvalue = apply(r.params, pobs)
@@ -404,6 +439,8 @@ def make_train(
                 jax.random.split(k_step, n), r.env_state, action, params_s
             )
             done = term | trunc
+            if pool_size:
+                obs, env_state, pool = reset_finished(done, obs, env_state, pool)
             zeros = jnp.zeros(n, jnp.float32)
             violation = info.get("violation", zeros).astype(jnp.float32)
             cost = info.get("cost", zeros).astype(jnp.float32)
@@ -449,7 +486,7 @@ def make_train(
                 "ended": ended,
             }
             r = r.replace(env_state=env_state, obs=obs, ref_q=ref_q, key=key, ep=ep)
-            return (r, params_s), transition
+            return (r, params_s, pool), transition
 
         # ------------------------------------------------------------------ loss
         def loss_fn(p, mb, lam):
@@ -499,8 +536,14 @@ def make_train(
             params_s = stage_params_at(stage)
             key, k_reset, k_epoch = jax.random.split(r.key, 3)
             with jax.named_scope("stage_switch"):
-                obs_re, st_re = reset_envs(jax.random.split(k_reset, n), params_s)
                 switch = stage != r.stage
+                if pool_size:  # this update's resets; a switch takes the first n entries
+                    pool = make_reset_pool(env, params_s, k_reset, pool_size)
+                    pool = pool._replace(cursor=jnp.where(switch, n, 0).astype(jnp.int32))
+                    obs_re, st_re = jax.tree.map(lambda x: x[:n], (pool.obs, pool.state))
+                else:
+                    pool = None
+                    obs_re, st_re = reset_envs(jax.random.split(k_reset, n), params_s)
                 pick = lambda a, b: jnp.where(switch, a, b)  # noqa: E731
                 r = r.replace(
                     env_state=jax.tree.map(pick, st_re, r.env_state),
@@ -511,7 +554,7 @@ def make_train(
                     stage=stage,
                 )
             with jax.named_scope("rollout"):
-                (r, _), traj = jax.lax.scan(env_step, (r, params_s), None, t_len)
+                (r, _, _), traj = jax.lax.scan(env_step, (r, params_s, pool), None, t_len)
             with jax.named_scope("advantages"):
                 _, next_v, next_cv = apply(r.params, traj["final_obs"])
                 danger = fear_lib.danger_labels(traj["violation"], traj["done"], c.fear_horizon)
@@ -590,7 +633,9 @@ def make_train(
                 params_b = jax.tree.map(lambda x: jnp.broadcast_to(x, (m, *x.shape)), ep_)
                 pobs = _policy_obs_m(obs, q, ref_q, params_b)
                 action = jnp.argmax(apply(p, pobs)[0], axis=-1)
-                obs, st, reward, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                # finished episodes are masked by ``alive``: no reset needed
+                step = lambda *a: step_without_reset(env, *a)  # noqa: E731
+                obs, st, reward, term, trunc, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
                     jax.random.split(k, m), st, action, ep_
                 )
                 if safeguarded:
@@ -601,7 +646,7 @@ def make_train(
                 entered = alive & eval_goal[ref_next] & ~task
                 viol = viol | (alive & v)
                 task = task | entered
-                ret = ret + alive * (reward + plan.task_reward * entered)
+                ret = ret + jnp.where(alive, reward + plan.task_reward * entered, 0.0)
                 alive = alive & ~(term | trunc)
                 return (obs, st, ref_next, alive, viol, task, ret), None
 

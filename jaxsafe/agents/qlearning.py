@@ -44,7 +44,10 @@ state with no edge to another non-sink state -- SG3's ``q2`` and ``q4``).
 Each stage is one ``lax.while_loop`` over chunks of :data:`CHUNK` environment steps whose body
 is the per-seed chunk ``vmap``-ed over seeds (its uniforms drawn in one call, then a
 ``lax.scan`` over the steps); finished seeds are masked and keep their key, so each seed's run is
-a pure function of its own key, whatever it is batched with.
+a pure function of its own key, whatever it is batched with. The variant (faithful or
+corrected), the specs, the task indices and the per-stage budgets are arrays of the
+:class:`Curriculum`, so every protocol of the reproduction runs one compiled program; every
+read of the Q-table feeds the step's one scatter, so XLA updates the table in place.
 The gridworld dynamics (:func:`jaxsafe.envs.gridworld.move`) and the safeguard
 (:func:`jaxsafe.wrappers.safeguard_step`) are the library's own; evaluation goes through
 :func:`jaxsafe.rollout.rollout` on the :class:`~jaxsafe.wrappers.SafeguardWrapper`.
@@ -151,21 +154,32 @@ def task_states(spec: Spec) -> np.ndarray:
 
 @struct.dataclass
 class Curriculum:
-    """K stages as arrays: stacked safeguard params, slot map, task mask and stage starts.
+    """K stages as arrays: stacked safeguard params, slot map, task mask, budgets, variant.
 
     ``params``: :class:`SafeguardParams` with a leading K axis; ``slot`` int32[K, Q] (Q-table
     slot of each automaton state); ``task`` bool[K, Q]; ``starts`` int32[K] first episode of
-    each stage; static: ``episodes`` per stage, their sum ``num_episodes`` and ``num_slots``
-    (the table's automaton axis).
+    each stage; ``episodes`` int32[K] episodes per stage; ``task_index`` int32[K] the index the
+    faithful initialisation reads as an automaton state (the stage number in the authors'
+    curriculum, 0 for a from-scratch baseline); ``faithful`` bool[] the variant. Static: the
+    total ``num_episodes`` and ``num_slots`` (the table's automaton axis). Everything that
+    differs between the protocols is an array, so curricula of equal K, Q and episode total
+    share one compiled program.
     """
 
     params: SafeguardParams
     slot: jax.Array
     task: jax.Array
     starts: jax.Array
-    episodes: tuple[int, ...] = struct.field(pytree_node=False)
+    episodes: jax.Array
+    task_index: jax.Array
+    faithful: jax.Array
     num_episodes: int = struct.field(pytree_node=False)
     num_slots: int = struct.field(pytree_node=False)
+
+    @property
+    def episodes_per_stage(self) -> tuple[int, ...]:
+        """Host ints: the episode budget of each stage."""
+        return tuple(int(n) for n in np.asarray(self.episodes))
 
 
 def _slots(spec: Spec, num_states: int, num_slots: int) -> np.ndarray:
@@ -177,9 +191,17 @@ def _slots(spec: Spec, num_states: int, num_slots: int) -> np.ndarray:
 
 
 def make_curriculum(
-    env: SafeguardWrapper, specs: Sequence[Spec], episodes_per_stage: Sequence[int]
+    env: SafeguardWrapper,
+    specs: Sequence[Spec],
+    episodes_per_stage: Sequence[int],
+    *,
+    faithful: bool = False,
+    task_index: Sequence[int] | None = None,
 ) -> Curriculum:
-    """Stack ``specs`` (one per stage) with their episode budgets into a :class:`Curriculum`."""
+    """Stack ``specs`` (one per stage) with their episode budgets into a :class:`Curriculum`.
+
+    ``task_index`` defaults to the stage number ``0..K-1``; a from-scratch baseline repeating
+    one spec passes zeros (no earlier task for the faithful initialisation to read)."""
     if len(specs) != len(episodes_per_stage) or not specs:
         raise SpecError("give one episode budget per safeguard stage")
     if any(int(n) < 1 for n in episodes_per_stage):
@@ -189,12 +211,17 @@ def make_curriculum(
     params = env.make_params(list(specs), mode="paper")
     padded = lambda m, s: np.concatenate([m, np.zeros(num_states - s.num_states, bool)])
     starts = np.concatenate([[0], np.cumsum(episodes_per_stage)[:-1]])
+    index = np.arange(len(specs)) if task_index is None else np.asarray(task_index)
+    if index.shape != (len(specs),):
+        raise SpecError(f"give one task index per stage, got {list(index)}")
     return Curriculum(
         params=params,
         slot=jnp.asarray(np.stack([_slots(s, num_states, num_slots) for s in specs])),
         task=jnp.asarray(np.stack([padded(task_states(s), s) for s in specs])),
         starts=jnp.asarray(starts, jnp.int32),
-        episodes=tuple(int(n) for n in episodes_per_stage),
+        episodes=jnp.asarray(episodes_per_stage, jnp.int32),
+        task_index=jnp.asarray(index, jnp.int32),
+        faithful=jnp.bool_(faithful),
         num_episodes=int(np.sum(episodes_per_stage)),
         num_slots=num_slots,
     )
@@ -266,6 +293,10 @@ class QLearner(NamedTuple):
     train_stage: Any
     evaluate: Any
 
+    def lower_stage(self, state: QState):
+        """The lowered ``train_stage`` program (``.compile()`` it to time compilation alone)."""
+        return self.train_stage.func.lower(*self.train_stage.args, state, 0)
+
     def run(self, state: QState) -> QState:
         """All stages in order (one ``train_stage`` call each)."""
         for stage in range(self.curriculum.starts.shape[0]):
@@ -276,7 +307,8 @@ class QLearner(NamedTuple):
 class _Stage(NamedTuple):
     """The arrays of one stage, gathered once outside the training loop."""
 
-    index: jax.Array
+    index: jax.Array  # the task index of the faithful initialisation
+    faithful: jax.Array
     stop: jax.Array
     aut: Automaton
     numbers: SafeguardParams
@@ -294,15 +326,15 @@ def _greedy(noise: jax.Array, values: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(best, noise, -1.0)).astype(jnp.int32)
 
 
-def _init_values(cfg: QLearningConfig, table, cell, stage, num_slots) -> jax.Array:
-    """float32[A]: the initial values of a product state first met at ``cell``."""
+def _init_values(faithful, table, cell, task_index, num_slots) -> jax.Array:
+    """float32[A]: the initial values of a product state first met at ``cell``.
+
+    Faithful: the seen slots ``< task_index`` (the task index read as an automaton state);
+    corrected: the seen non-sink slots. ``faithful`` is a traced bool."""
     rows = table[cell]  # [S, A + 1]
     slots = jnp.arange(num_slots)
     seen = rows[:, NUM_ACTIONS] > 0.5
-    if cfg.faithful:  # the task index read as an automaton state
-        use = seen & (slots < stage)
-    else:  # the non-sink automaton states already learned at this cell
-        use = seen & (slots < num_slots - 1)
+    use = seen & jnp.where(faithful, slots < task_index, slots < num_slots - 1)
     count = jnp.sum(use)
     total = jnp.sum(jnp.where(use[:, None], rows[:, :NUM_ACTIONS], 0.0), axis=0)
     return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
@@ -336,19 +368,22 @@ def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, st: QState, u: jax.A
     cell2, s2 = _cell(pos), sg.slot[out.q_next]
 
     with jax.named_scope("q_update"):
+        faithful = sg.faithful
         row2 = st.table[cell2, s2]
         new = row2[NUM_ACTIONS] < 0.5
-        init = _init_values(cfg, st.table, cell2, sg.index, num_slots)
-        if not cfg.faithful:  # inherit from the automaton state it was entered from, if known
-            came_from = st.table[cell2, s]
-            init = jnp.where(came_from[NUM_ACTIONS] > 0.5, came_from[:NUM_ACTIONS], init)
+        init = _init_values(faithful, st.table, cell2, sg.index, num_slots)
+        # corrected: inherit from the automaton state it was entered from, if known
+        came_from = st.table[cell2, s]
+        inherit = ~faithful & (came_from[NUM_ACTIONS] > 0.5)
+        init = jnp.where(inherit, came_from[:NUM_ACTIONS], init)
         stored = jnp.where(new, init, row2[:NUM_ACTIONS])
-        if cfg.faithful:  # 5 zeros and 5 initial values are maxed for a new state
-            boot = jnp.where(new, jnp.maximum(jnp.max(init), 0.0), jnp.max(stored))
-        else:
-            boot = jnp.where(violation, 0.0, jnp.max(stored))
+        boot = jnp.where(
+            faithful,  # 5 zeros and 5 initial values are maxed for a new state
+            jnp.where(new, jnp.maximum(jnp.max(init), 0.0), jnp.max(stored)),
+            jnp.where(violation, 0.0, jnp.max(stored)),
+        )
         target = out.reward + cfg.gamma * boot
-        u_act = greedy if cfg.faithful else action
+        u_act = jnp.where(faithful, greedy, action)
         values = row[:NUM_ACTIONS]
         updated = values.at[u_act].set((1 - cfg.alpha) * values[u_act] + cfg.alpha * target)
         same = (cell2 == cell) & (s2 == s)  # then s' is not new and both rows agree
@@ -367,9 +402,11 @@ def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, st: QState, u: jax.A
         task_now = st.task_now | (sg.task[out.q_next] & ~violation)
         done = active & (violation | (steps >= cfg.max_steps))
         e = jnp.minimum(st.episode, st.history.shape[0] - 1)
-        entry = jnp.stack([violation, steps, task_now, st.value0_now]).astype(jnp.float32)
+        # max_a Q[s0, a] at the episode's start is the row its first step reads (every read
+        # of the table feeds the scatter, so XLA updates the table in place, with no copy)
+        value0 = jnp.where(st.steps == 0, jnp.max(row[:NUM_ACTIONS]), st.value0_now)
+        entry = jnp.stack([violation, steps, task_now, value0]).astype(jnp.float32)
         history = st.history.at[e].set(jnp.where(done, entry, st.history[e]))
-        value0 = jnp.max(table[START_CELL, sg.slot[sg.aut.initial], :NUM_ACTIONS])
         return QState(
             key=st.key,
             table=table,
@@ -379,7 +416,7 @@ def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, st: QState, u: jax.A
             steps=jnp.where(done, 0, jnp.where(active, steps, st.steps)),
             episode=st.episode + done.astype(jnp.int32),
             task_now=jnp.where(done, False, jnp.where(active, task_now, st.task_now)),
-            value0_now=jnp.where(done, value0, st.value0_now),
+            value0_now=jnp.where(active, value0, st.value0_now),
             history=history,
         )
 
@@ -413,8 +450,9 @@ def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) ->
     stage = jnp.asarray(stage, jnp.int32)
     params = _stage_params(cur, stage)
     sg = _Stage(
-        index=stage,
-        stop=cur.starts[stage] + jnp.asarray(cur.episodes, jnp.int32)[stage],
+        index=cur.task_index[stage],
+        faithful=cur.faithful,
+        stop=cur.starts[stage] + cur.episodes[stage],
         aut=params.automaton,
         numbers=params,
         slot=cur.slot[stage],
@@ -437,26 +475,24 @@ def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) ->
         return jax.lax.while_loop(lambda st: jnp.any(st.episode < sg.stop), jax.vmap(chunk), state)
 
 
-def _test_values(cfg: QLearningConfig, cur: Curriculum, st: QState, cell, slot) -> jax.Array:
+def _test_values(cur: Curriculum, st: QState, cell, slot) -> jax.Array:
     """float32[A] the greedy test policy reads at (cell, slot), with the unseen-state rule."""
     seen = st.seen[cell, slot]
-    if cfg.faithful:  # Q(s, 0) if it exists, else a single 0 (so action 0)
-        fallback = jnp.where(
-            st.seen[cell, 0],
-            st.q_table[cell, 0],
-            jnp.asarray([0.0] + [-jnp.inf] * (NUM_ACTIONS - 1), jnp.float32),
-        )
-    else:
-        stage = jnp.int32(cur.starts.shape[0] - 1)
-        fallback = _init_values(cfg, st.table, cell, stage, cur.num_slots)
+    faithful = jnp.where(  # Q(s, 0) if it exists, else a single 0 (so action 0)
+        st.seen[cell, 0],
+        st.q_table[cell, 0],
+        jnp.asarray([0.0] + [-jnp.inf] * (NUM_ACTIONS - 1), jnp.float32),
+    )
+    corrected = _init_values(False, st.table, cell, 0, cur.num_slots)
+    fallback = jnp.where(cur.faithful, faithful, corrected)
     return jnp.where(seen, st.q_table[cell, slot], fallback)
 
 
-def _policy(cfg: QLearningConfig, cur: Curriculum, st: QState):
+def _policy(cur: Curriculum, st: QState):
     slot = cur.slot[cur.starts.shape[0] - 1]
 
     def policy(k, obs, state):
-        values = _test_values(cfg, cur, st, _cell(state.env_state.pos), slot[state.q])
+        values = _test_values(cur, st, _cell(state.env_state.pos), slot[state.q])
         return _greedy(jax.random.uniform(k, (NUM_ACTIONS,)), values)
 
     return policy
@@ -466,7 +502,7 @@ def greedy_policy(learner: QLearner, state: QState):
     """The test policy of **one** seed's ``state`` under the final safeguard, as a
     :func:`jaxsafe.rollout.rollout` policy ``(key, obs, wrapped_state) -> action``; roll it out
     on ``learner.env`` with ``final_params(learner)``."""
-    return _policy(learner.config, learner.curriculum, state)
+    return _policy(learner.curriculum, state)
 
 
 def final_params(learner: QLearner) -> SafeguardParams:
@@ -475,11 +511,11 @@ def final_params(learner: QLearner) -> SafeguardParams:
     return _stage_params(cur, jnp.int32(cur.starts.shape[0] - 1))
 
 
-def _evaluate_one(env, cur, cfg, st: QState, key: jax.Array, num_episodes: int) -> dict:
+def _evaluate_one(env, cfg, cur, st: QState, key: jax.Array, num_episodes: int) -> dict:
     final = cur.starts.shape[0] - 1
     params = _stage_params(cur, jnp.int32(final))
     slot = cur.slot[final]
-    policy = _policy(cfg, cur, st)
+    policy = _policy(cur, st)
     _, traj = rollout(env, params, policy, key, num_episodes, cfg.max_steps, keep_state=True)
     done = traj.terminated | traj.truncated  # [T, N]
     first = (jnp.cumsum(done, axis=0) - done) == 0  # steps of each env's first episode
@@ -497,12 +533,44 @@ def _evaluate_one(env, cur, cfg, st: QState, key: jax.Array, num_episodes: int) 
     }
 
 
+@partial(jax.jit, static_argnames="cfg")
+def _train_stage_jit(cfg: QLearningConfig, cur: Curriculum, state: QState, stage) -> QState:
+    return _train_stage(cur, cfg, state, stage)
+
+
+@jax.jit
+def _init_jit(cur: Curriculum, keys: jax.Array) -> QState:
+    return jax.vmap(partial(_init, cur))(keys)
+
+
+@partial(jax.jit, static_argnames=("env", "cfg", "num_episodes"))
+def _evaluate_jit(env, cfg, cur: Curriculum, state: QState, key, num_episodes: int) -> dict:
+    keys = jax.random.split(key, jax.tree.leaves(state)[0].shape[0])
+    one = partial(_evaluate_one, env, cfg, cur, num_episodes=num_episodes)
+    return jax.vmap(one)(state, keys)
+
+
+_ENVS: dict[tuple[str, int], SafeguardWrapper] = {}
+
+
+def _shared_env(spec: Spec, num_states: int) -> SafeguardWrapper:
+    """One wrapper per (final spec name, size): jit caches key on it, so learners built for
+    different modes reuse each other's compiled programs."""
+    key = (spec.name, num_states)
+    if key not in _ENVS:
+        _ENVS[key] = SafeguardWrapper(
+            GridWorld(), GRIDWORLD_LABELLER, spec, num_states=num_states, obs_mode="none"
+        )
+    return _ENVS[key]
+
+
 def make_qlearning(
     specs: Sequence[Spec],
     episodes_per_stage: Sequence[int],
     config: QLearningConfig = QLearningConfig(),
     *,
     env_params: Any = None,
+    task_index: Sequence[int] | None = None,
 ) -> QLearner:
     """Build the jitted progressive-safeguard Q-learner for the gridworld.
 
@@ -512,6 +580,12 @@ def make_qlearning(
       config: hyperparameters and ``faithful`` / corrected variant.
       env_params: :class:`~jaxsafe.envs.GridParams` (default: slip 0.05, jitter 0.05, and
         episodes truncated at ``config.max_steps``).
+      task_index: per-stage index the faithful initialisation reads (default ``0..K-1``; a
+        from-scratch baseline repeating the final spec passes zeros).
+
+    The variant and the budgets are data (see :class:`Curriculum`): learners with the same
+    number of stages, automaton size and episode total share one compiled program, whatever
+    their ``faithful`` flag, specs and per-stage budgets.
 
     Typical use (5 seeds vmapped)::
 
@@ -521,24 +595,22 @@ def make_qlearning(
         metrics = learner.evaluate(state, jax.random.key(1), 100)   # per-seed arrays
     """
     num_states = max(s.num_states for s in specs)
-    env = SafeguardWrapper(
-        GridWorld(), GRIDWORLD_LABELLER, specs[-1], num_states=num_states, obs_mode="none"
+    env = _shared_env(specs[-1], num_states)
+    cur = make_curriculum(
+        env, specs, episodes_per_stage, faithful=config.faithful, task_index=task_index
     )
-    cur = make_curriculum(env, specs, episodes_per_stage)
     if env_params is None:
         env_params = GridParams(max_steps_in_episode=config.max_steps)
     stacked = jax.tree.map(
         lambda x: jnp.broadcast_to(jnp.asarray(x), (len(specs), *np.shape(x))), env_params
     )
     cur = cur.replace(params=cur.params.replace(env_params=stacked))
-    init = jax.jit(jax.vmap(partial(_init, cur)))
-    train_stage = jax.jit(partial(_train_stage, cur, config))
+    shared = dataclasses.replace(config, faithful=False)  # the variant travels in ``cur``
+    init = partial(_init_jit, cur)
+    train_stage = partial(_train_stage_jit, shared, cur)
 
-    @partial(jax.jit, static_argnames="num_episodes")
     def evaluate(state: QState, key: jax.Array, num_episodes: int = 100) -> dict:
-        keys = jax.random.split(key, jax.tree.leaves(state)[0].shape[0])
-        one = partial(_evaluate_one, env, cur, config, num_episodes=num_episodes)
-        return jax.vmap(one)(state, keys)
+        return _evaluate_jit(env, shared, cur, state, key, num_episodes)
 
     return QLearner(env, cur, config, init, train_stage, evaluate)
 

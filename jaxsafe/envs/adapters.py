@@ -20,6 +20,11 @@ class FiveTupleAdapter(environment.Environment):
     truncated_fn(state, params)`` (default: never truncated), and gymnax 1.0's inherited ``step``
     returns ``(obs, state, reward, terminated, truncated, info)`` with auto-reset. Only the inner
     ``step_env`` / ``reset_env`` are called, so the inner env's own auto-reset (if any) is unused.
+
+    gymnax's inherited ``step`` computes a reset on every step; for Craftax that is a world
+    generation per step. Batched training should step with
+    :func:`jaxsafe.resets.step_without_reset` and restart finished episodes from a
+    :class:`jaxsafe.resets.ResetPool` (PPO: ``config.reset_pool``).
     """
 
     def __init__(

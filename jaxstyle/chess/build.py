@@ -2,17 +2,21 @@
 
 Memory stays bounded by the per-player counts and one bucket, whatever the input size:
 
-1. **Header pass** (:mod:`~jaxstyle.chess.build_plan`): tag pairs only; games per player;
-   players and buckets selected. Saved as ``plan.json``.
+1. **Header pass** (:mod:`~jaxstyle.chess.build_plan`): tag pairs only (parsed in the
+   workers, the main process cuts); games per player; players and buckets selected.
+   Saved as ``plan.json``.
 2. **Stage A** (:mod:`~jaxstyle.chess.build_encode`): one sequential decompression stream is
-   cut into chunks of whole games (:mod:`~jaxstyle.chess.pgn_split`); worker processes
-   parse and encode them; the main process appends each chunk's entries to one spill file
-   per bucket, in chunk order. Every few seconds it checkpoints ``progress.json`` (next
+   cut into chunks of whole games (:mod:`~jaxstyle.chess.pgn_split`; the main process only
+   finds game boundaries, about 100k games/s); worker processes parse and encode them (at
+   most two chunks per worker in flight, so memory does not grow with the input); the
+   main process appends each chunk's entries (bytes) to one spill file per bucket, in
+   chunk order. Every few seconds it checkpoints ``progress.json`` (next
    chunk, spill sizes, counts); a killed build truncates the spills to the checkpoint and
    continues with the next chunk — the games before it are cut again (cheap) but not
    parsed again.
-3. **Stage B** (:mod:`~jaxstyle.chess.build_shards`): per bucket (in parallel), the
-   deduplicated, split, player-major shards; a ``bucket-*.json`` marks a bucket done.
+3. **Stage B** (:mod:`~jaxstyle.chess.build_shards`): per bucket (in parallel, largest
+   first, on the same worker pool as stage A), the deduplicated, split, player-major
+   shards; a ``bucket-*.json`` marks a bucket done.
 4. **Finalize**: shards renamed into ``<data_dir>/chess_positions/<version>/`` with tfds'
    names, ``dataset_info.json`` and ``metadata.json`` written, the work folder removed.
    ``tfds.data_source`` reads the result (no TensorFlow).
@@ -30,6 +34,7 @@ import dataclasses
 import fcntl
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import shutil
 import time
@@ -41,12 +46,12 @@ import numpy as np
 import tqdm
 
 from jaxstyle.chess.build_encode import ChunkEncoder, ChunkResult, iter_spill
-from jaxstyle.chess.build_plan import Plan, make_plan, stats_from_dict
+from jaxstyle.chess.build_plan import Plan, make_plan, ordered_results, stats_from_dict
 from jaxstyle.chess.build_shards import BucketResult, shard_path, write_bucket
 from jaxstyle.chess.corpus import SPLIT_FRACTIONS, SPLITS
 from jaxstyle.chess.pgn import ReadStats
 from jaxstyle.chess.pgn_filters import GameFilter
-from jaxstyle.chess.pgn_split import StreamDamage, iter_chunks
+from jaxstyle.chess.pgn_split import Chunk, StreamDamage, iter_chunks
 from jaxstyle.chess.sources import DataError, resolve_sources
 
 DATASET_NAME = "chess_positions"
@@ -139,9 +144,12 @@ def build(
                 return version_dir(data_dir)
             work = data_dir / WORK_NAME
             work.mkdir(parents=True, exist_ok=True)
-            plan = _load_or_make_plan(work, files, game_filter, fractions, options)
-            run_stage_a(plan, work, options)
-            results = run_stage_b(plan, work, options)
+            # one pool for both stages, started first: the workers import while the main
+            # process runs the header pass
+            with worker_pool(options.workers) as pool:
+                plan = _load_or_make_plan(work, files, game_filter, fractions, options, pool)
+                run_stage_a(plan, work, options, pool)
+                results = run_stage_b(plan, work, options, pool)
             out = finalize(plan, work, results, data_dir)
     except DataError:
         if created:
@@ -150,7 +158,7 @@ def build(
     return out
 
 
-def _load_or_make_plan(work, files, game_filter, fractions, options) -> Plan:
+def _load_or_make_plan(work, files, game_filter, fractions, options, pool=None) -> Plan:
     path = work / "plan.json"
     if path.is_file():
         plan = Plan.load(path)
@@ -164,7 +172,15 @@ def _load_or_make_plan(work, files, game_filter, fractions, options) -> Plan:
         shutil.rmtree(work)  # an unfinished build of other sources or filters
         work.mkdir(parents=True)
     bar = _bar(options, "header pass", "games")
-    plan = make_plan(files, game_filter, fractions, options.games_per_bucket, _updater(bar))
+    plan = make_plan(
+        files,
+        game_filter,
+        fractions,
+        options.games_per_bucket,
+        _updater(bar),
+        pool=pool,
+        workers=options.workers,
+    )
     bar.close()
     plan.save(path)
     return plan
@@ -224,8 +240,11 @@ def spill_path(work: Path, bucket: int) -> Path:
     return work / "spill" / f"bucket-{bucket:06d}.bin"
 
 
-def run_stage_a(plan: Plan, work: Path, options: BuildOptions) -> None:
-    """Parses and encodes every chunk into the bucket spill files (resumes; see module)."""
+def run_stage_a(plan: Plan, work: Path, options: BuildOptions, pool=None) -> None:
+    """Parses and encodes every chunk into the bucket spill files (resumes; see module).
+
+    ``pool``: a :func:`worker_pool` (``None``: in this process).
+    """
     progress, kept = _load_progress(work, plan, options)
     if progress.done:
         return
@@ -242,19 +261,18 @@ def run_stage_a(plan: Plan, work: Path, options: BuildOptions) -> None:
     bar.update(min(plan.games_total, progress.next_chunk * progress.chunk_games))
     last = time.monotonic()
     try:
-        with _chunk_results(plan, chunks, options.workers) as results:
-            for result in results:
-                for bucket, blob in result.spill.items():
-                    spills.append(bucket, blob)
-                for pid, n in result.kept.items():
-                    kept[pid] += n
-                stats.merge(result.stats)
-                progress.positions += result.positions
-                progress.next_chunk = result.index + 1
-                bar.update(result.stats.games_seen)
-                if time.monotonic() - last > options.checkpoint_s:
-                    _checkpoint(work, progress, stats, kept, spills)
-                    last = time.monotonic()
+        for result in _chunk_results(plan, work, chunks, pool, options.workers):
+            for bucket, blob in result.spill.items():
+                spills.append(bucket, blob)
+            for pid, n in result.kept.items():
+                kept[pid] += n
+            stats.merge(result.stats)
+            progress.positions += result.positions
+            progress.next_chunk = result.index + 1
+            bar.update(result.stats.games_seen)
+            if time.monotonic() - last > options.checkpoint_s:
+                _checkpoint(work, progress, stats, kept, spills)
+                last = time.monotonic()
         for item in damage:
             stats.add_damage(item)
         progress.done = True
@@ -294,28 +312,45 @@ def _checkpoint(work, progress: Progress, stats: ReadStats, kept, spills: SpillF
     _save_progress(work, progress, kept)
 
 
-_ENCODER: ChunkEncoder | None = None
-
-
-def _init_encoder(plan: Plan) -> None:
-    global _ENCODER
-    _ENCODER = ChunkEncoder(plan)
-
-
-def _encode(chunk) -> ChunkResult:
-    return _ENCODER(chunk)
-
-
 @contextlib.contextmanager
-def _chunk_results(plan: Plan, chunks, workers: int) -> Iterator[Iterator[ChunkResult]]:
-    """Chunk results in chunk order, from ``workers`` spawned processes (or in-process)."""
+def worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
+    """``workers`` spawned processes for both stages (``None`` for ``workers <= 1``)."""
     if workers <= 1:
-        encoder = ChunkEncoder(plan)
-        yield (encoder(chunk) for chunk in chunks)
+        yield None
         return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_encoder, initargs=(plan,)) as pool:
-        yield pool.imap(_encode, chunks, chunksize=1)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield pool
+
+
+_ENCODERS: dict[str, ChunkEncoder] = {}
+
+
+def _encode(task: tuple[str, Chunk]) -> ChunkResult:
+    """Worker side: the plan is read from ``plan.json`` once per process and build."""
+    plan_path, chunk = task
+    if plan_path not in _ENCODERS:
+        _ENCODERS.clear()
+        _ENCODERS[plan_path] = ChunkEncoder(Plan.load(Path(plan_path)))
+    return _ENCODERS[plan_path](chunk)
+
+
+def _chunk_results(plan: Plan, work: Path, chunks, pool, workers: int) -> Iterator[ChunkResult]:
+    """Chunk results in chunk order, from ``pool`` (or in-process when it is ``None``).
+
+    At most :data:`IN_FLIGHT_PER_WORKER` chunks per worker are cut ahead of the results
+    (``Pool.imap`` would read the whole input ahead of slow workers: unbounded memory).
+    """
+    if pool is None:
+        encoder = ChunkEncoder(plan)
+        yield from (encoder(chunk) for chunk in chunks)
+        return
+    plan_path = str(work / "plan.json")
+    tasks = ((plan_path, chunk) for chunk in chunks)
+    yield from ordered_results(pool, _encode, tasks, IN_FLIGHT_PER_WORKER * workers)
+
+
+IN_FLIGHT_PER_WORKER = 2
+"""Chunks queued or running per worker process during stage A."""
 
 
 # --- stage B ----------------------------------------------------------------------------
@@ -345,8 +380,16 @@ def _bucket_job(args) -> BucketResult:
     return result
 
 
-def run_stage_b(plan: Plan, work: Path, options: BuildOptions) -> list[BucketResult]:
-    """Writes every bucket's shards (skipping finished ones); results in bucket order."""
+def _spill_size(work: Path, bucket: int) -> int:
+    path = spill_path(work, bucket)
+    return path.stat().st_size if path.exists() else 0
+
+
+def run_stage_b(plan: Plan, work: Path, options: BuildOptions, pool=None) -> list[BucketResult]:
+    """Writes every bucket's shards (skipping finished ones); results in bucket order.
+
+    Buckets go to ``pool`` largest spill first, so the last ones to finish are small.
+    """
     ids = final_ids(plan, np.load(work / "kept.npy"))
     if not (ids >= 0).any():
         raise DataError(
@@ -360,15 +403,14 @@ def run_stage_b(plan: Plan, work: Path, options: BuildOptions) -> list[BucketRes
     jobs = [(plan, work, ids, b) for b in todo]
     bar = _bar(options, "write shards", "buckets", plan.num_buckets)
     bar.update(plan.num_buckets - len(todo))
-    if options.workers <= 1 or len(jobs) <= 1:
+    if pool is None or len(jobs) <= 1:
         for job in jobs:
             _bucket_job(job)
             bar.update()
     else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(options.workers) as pool:
-            for _ in pool.imap_unordered(_bucket_job, jobs):
-                bar.update()
+        jobs.sort(key=lambda job: -_spill_size(work, job[3]))
+        for _ in pool.imap_unordered(_bucket_job, jobs):
+            bar.update()
     bar.close()
     return [BucketResult.load(work / f"bucket-{b:06d}.json") for b in range(plan.num_buckets)]
 

@@ -100,14 +100,15 @@ class ChunkEncoder:
 
     @staticmethod
     def _encode(parsed) -> list[records.EncodedPositions]:
-        """Each game's encoded positions; the standard-start games in one vectorised call."""
+        """Each game's encoded positions; the standard-start games in vectorised calls of
+        about :data:`BATCH_POSITIONS` positions (larger arrays fall out of the CPU caches)."""
         fast = [i for i, (_, rec, _) in enumerate(parsed) if not rec.clean_castling]
         out: list = [None] * len(parsed)
-        if fast:
-            games = [parsed[i][1].positions for i in fast]
+        for batch in _batches(fast, [len(parsed[i][1].positions.ply) for i in fast]):
+            games = [parsed[i][1].positions for i in batch]
             enc = records.encode_positions(records.concat_positions(games))
             start = 0
-            for i, game in zip(fast, games):
+            for i, game in zip(batch, games):
                 out[i] = enc.rows(start, start + len(game.ply))
                 start += len(game.ply)
         for i, (_, recorder, _) in enumerate(parsed):
@@ -129,6 +130,23 @@ class ChunkEncoder:
             for body in mine:
                 parts += [_LEN.pack(len(body)), body]
             yield pid, self.bucket_of[pid], b"".join(parts)
+
+
+BATCH_POSITIONS = 4096
+"""Positions per vectorised :func:`records.encode_positions` call."""
+
+
+def _batches(items: list[int], sizes: list[int]) -> Iterator[list[int]]:
+    """``items`` cut into consecutive runs of about :data:`BATCH_POSITIONS` positions."""
+    batch, total = [], 0
+    for item, size in zip(items, sizes):
+        batch.append(item)
+        total += size
+        if total >= BATCH_POSITIONS:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The header pass of the streaming build and the plan it leaves: players and buckets.
 
 The header pass reads only the tag pairs of every game (movetext is cut, not parsed)
-and counts each player's games that pass the filter. The plan then fixes, before any move
-is parsed:
+and counts each player's games that pass the filter. With a worker pool the main process
+only cuts the stream into games and sends each chunk's header bytes to the workers, which
+parse and check them and send back per-chunk counts (the sums do not depend on the order).
+The plan then fixes, before any move is parsed:
 
 * the selected players (``min_games_per_player``, allow-list, ``max_players``), sorted by
   name — a player's index in that list is its provisional id;
@@ -18,18 +20,19 @@ with the number of players, not with the number of games.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from jaxstyle.chess.pgn import ReadStats, candidate_players, selection_check
 from jaxstyle.chess.pgn_filters import GameFilter
-from jaxstyle.chess.pgn_split import StreamDamage, iter_file_games
+from jaxstyle.chess.pgn_split import StreamDamage, iter_file_games, parse_headers
 from jaxstyle.chess.sources import DataError, describe_sources
 
 
@@ -97,14 +100,61 @@ def stats_from_dict(data: dict) -> ReadStats:
     )
 
 
+HEADER_CHUNK_GAMES = 2_000
+"""Games per header-pass task sent to a worker."""
+
+
+def ordered_results(pool, fn: Callable, tasks: Iterable, window: int) -> Iterator:
+    """``fn(task)`` of every task on ``pool``, in task order, with at most ``window`` tasks
+    submitted ahead of the results (``Pool.imap`` would read all tasks ahead: unbounded
+    memory when the workers are slower than the reader)."""
+    pending: collections.deque = collections.deque()
+    for task in tasks:
+        pending.append(pool.apply_async(fn, (task,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def _header_chunk(task: tuple[dict, list[bytes]]) -> tuple[Counter, Counter]:
+    """Worker side: per-player counts and ``{"kept" | reason: games}`` of header bytes."""
+    filter_dict, headers_list = task
+    check = selection_check(GameFilter.from_dict(filter_dict))
+    counts: Counter = Counter()
+    outcome: Counter = Counter()
+    for data in headers_list:
+        headers = parse_headers(data)
+        reason = check(headers)
+        if reason is None:
+            counts.update(set(candidate_players(headers)))
+        outcome[reason or ""] += 1
+    return counts, outcome
+
+
+def _header_batches(path: Path, damage: list[StreamDamage]) -> Iterator[list[bytes]]:
+    batch = []
+    for game in iter_file_games(path, damage):
+        batch.append(game.data[: game.header_end])
+        if len(batch) == HEADER_CHUNK_GAMES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def header_pass(
-    files: Sequence[Path], game_filter: GameFilter, progress=None
+    files: Sequence[Path], game_filter: GameFilter, progress=None, pool=None, workers: int = 1
 ) -> tuple[Counter, ReadStats, list[int]]:
     """Games per player whose headers pass ``game_filter`` (and its allow-list), the pass'
     counts, and the whole games cut from each file.
 
-    ``progress`` (optional) is called with the number of games read so far, every 10,000.
+    ``progress`` (optional) is called with the number of games read so far, every 10,000
+    (every chunk with a pool). ``pool``: a process pool of ``workers`` processes that
+    parses the headers (the result is the same).
     """
+    if pool is not None:
+        return _parallel_header_pass(files, game_filter, progress, pool, workers)
     check = selection_check(game_filter)
     counts: Counter = Counter()
     stats = ReadStats()
@@ -124,6 +174,29 @@ def header_pass(
                 counts.update(set(candidate_players(headers)))
             else:
                 stats.skip(reason)
+        file_games.append(stats.games_seen - before)
+        for item in damage:
+            stats.add_damage(item)
+    return counts, stats, file_games
+
+
+def _parallel_header_pass(files, game_filter, progress, pool, workers):
+    counts: Counter = Counter()
+    stats = ReadStats()
+    file_games = []
+    filter_dict = game_filter.as_dict()
+    for path in files:
+        stats.files.append(str(path))
+        damage: list[StreamDamage] = []
+        before = stats.games_seen
+        tasks = ((filter_dict, batch) for batch in _header_batches(path, damage))
+        for chunk_counts, outcome in ordered_results(pool, _header_chunk, tasks, 2 * workers):
+            counts.update(chunk_counts)
+            stats.games_seen += sum(outcome.values())
+            stats.games_kept += outcome.pop("", 0)
+            stats.skipped.update(outcome)
+            if progress is not None:
+                progress(stats.games_seen)
         file_games.append(stats.games_seen - before)
         for item in damage:
             stats.add_damage(item)
@@ -161,14 +234,17 @@ def make_plan(
     fractions: tuple[float, float, float],
     games_per_bucket: int,
     progress=None,
+    pool=None,
+    workers: int = 1,
 ) -> Plan:
-    """Runs the header pass and selects players and buckets.
+    """Runs the header pass (on ``pool`` when given, see :func:`header_pass`) and selects
+    players and buckets.
 
     Raises:
       DataError: when the sources hold no games or the filters leave no player (the message
         quotes the header pass' counts).
     """
-    counts, stats, file_games = header_pass(files, game_filter, progress)
+    counts, stats, file_games = header_pass(files, game_filter, progress, pool, workers)
     where = describe_sources(files)
     if stats.games_seen == 0 or stats.games_seen == sum(
         stats.skipped[r] for r in ("truncated_stream", "corrupt_stream")

@@ -201,8 +201,8 @@ def encode_positions(p: GamePositions) -> EncodedPositions:
         counts = np.bincount(rows, minlength=n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    legal = _KEY_TO_INDEX[keys]
-    legal = legal[np.lexsort((legal, rows))]
+    # sorted by (row, index) in one integer sort: index < 2**11
+    legal = (np.sort((rows << 11) | _KEY_TO_INDEX[keys]) & 0x7FF).astype(np.int16)
     move = _KEY_TO_INDEX[np.asarray(p.move_key, dtype=np.int64) ^ flip].astype(np.int32)
     return EncodedPositions(
         planes=packed,
@@ -217,8 +217,7 @@ def encode_positions(p: GamePositions) -> EncodedPositions:
 # --- tf.train.Example wire format -------------------------------------------------------
 
 
-@lru_cache(maxsize=1 << 16)
-def varint(value: int) -> bytes:
+def _varint(value: int) -> bytes:
     """Protobuf varint of an int64 (negative values as 10-byte two's complement)."""
     value &= (1 << 64) - 1
     out = bytearray()
@@ -227,6 +226,10 @@ def varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+varint = lru_cache(maxsize=1 << 12)(_varint)
+"""Cached :func:`_varint` for the small values that repeat (lengths, moves, plies, Elo)."""
 
 
 def _small_varints(values: np.ndarray, row_starts: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -260,7 +263,7 @@ def int64_entry(name: str, packed_varints: bytes) -> bytes:
     return b"\x0a" + varint(len(inner)) + inner
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def scalar_entry(name: str, value: int) -> bytes:
     """The map entry of a scalar feature (cached: moves, plies and Elo repeat)."""
     return int64_entry(name, varint(int(value)))
@@ -286,8 +289,10 @@ def record_bodies(enc: EncodedPositions, elo: tuple[int, int]) -> list[bytes]:
     plane_at, legal_at = plane_at.tolist(), legal_at.tolist()
     moves, plies, colors = enc.move.tolist(), enc.ply.tolist(), enc.color.tolist()
     return [
-        int64_entry("planes", plane_bytes[plane_at[i] : plane_at[i + 1]])
-        + int64_entry("legal", legal_bytes[legal_at[i] : legal_at[i + 1]])
+        _entry_head("planes", plane_at[i + 1] - plane_at[i])
+        + plane_bytes[plane_at[i] : plane_at[i + 1]]
+        + _entry_head("legal", legal_at[i + 1] - legal_at[i])
+        + legal_bytes[legal_at[i] : legal_at[i + 1]]
         + scalar_entry("move", moves[i])
         + scalar_entry("ply", plies[i])
         + (white_elo if colors[i] else black_elo)
@@ -295,6 +300,17 @@ def record_bodies(enc: EncodedPositions, elo: tuple[int, int]) -> list[bytes]:
     ]
 
 
+@lru_cache(maxsize=4096)
+def _entry_head(name: str, size: int) -> bytes:
+    """:func:`int64_entry` of ``size`` bytes of packed varints, without those bytes."""
+    entry = int64_entry(name, bytes(size))
+    return entry[: len(entry) - size]
+
+
 def full_record(player: int, game: int, body: bytes) -> bytes:
-    """The serialized example: ``player`` and ``game`` entries, then the body."""
-    return example_bytes(scalar_entry("player", player) + scalar_entry("game", game) + body)
+    """The serialized example: ``player`` and ``game`` entries, then the body.
+
+    Not cached: game ordinals never repeat across a build (a cache would only fill up).
+    """
+    ids = int64_entry("player", _varint(player)) + int64_entry("game", _varint(game))
+    return example_bytes(ids + body)

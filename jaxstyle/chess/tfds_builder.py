@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.dataset_builder import FileReaderBuilder
 
 from jaxstyle.chess import build, encoding
 from jaxstyle.chess.corpus import SPLIT_FRACTIONS, SPLITS
@@ -47,8 +48,13 @@ from jaxstyle.chess.sources import DataError
 DATASET_NAME = build.DATASET_NAME
 
 
-class ChessPositions(tfds.core.GeneratorBasedBuilder):
+class ChessPositions(FileReaderBuilder):
     """Positions of per-player chess games (see the module docstring).
+
+    A :class:`FileReaderBuilder` (tfds reads its array_record files; ``tfds.data_source``
+    finds it by name) rather than a ``GeneratorBasedBuilder``: the examples are not
+    generated one by one through tfds' writer but by the streaming build, in
+    :meth:`_download_and_prepare`.
 
     Build with sources; read a prepared dataset with only ``data_dir``::
 
@@ -108,28 +114,27 @@ class ChessPositions(tfds.core.GeneratorBasedBuilder):
         )
 
     def download_and_prepare(self, *args, **kwargs) -> None:
-        """Runs the streaming build (:func:`jaxstyle.chess.build.build`) unless prepared.
+        """Builds unless prepared, then reads the dataset's info.
 
-        tfds' download manager is not involved (``args``/``kwargs`` are accepted and ignored).
+        tfds' own ``download_and_prepare`` would stage the build in an ``incomplete.*``
+        folder and set up a download manager; the streaming build has its own resumable work
+        folder and lock and downloads nothing, so this calls :meth:`_download_and_prepare`
+        directly (``args``/``kwargs`` are accepted and ignored).
         """
         if self._root is None:
             raise DataError("ChessPositions needs data_dir=... to build")
         if not build.is_prepared(self._root):
-            if self._sources is None:
-                raise DataError(
-                    f"no prepared {DATASET_NAME} dataset in {self._root}; "
-                    "building one needs PGN sources"
-                )
-            build.build(
-                self._root, self._sources, self._game_filter, self._fractions, self._options
-            )
+            self._download_and_prepare(None)
         self.info.read_from_directory(self.data_dir)
 
-    def _split_generators(self, dl_manager):
-        raise NotImplementedError("built by jaxstyle.chess.build, see download_and_prepare")
-
-    def _generate_examples(self, *args):
-        raise NotImplementedError("built by jaxstyle.chess.build, see download_and_prepare")
+    def _download_and_prepare(self, dl_manager, download_config=None) -> None:
+        """The streaming build (:func:`jaxstyle.chess.build.build`) of the sources."""
+        if self._sources is None:
+            raise DataError(
+                f"no prepared {DATASET_NAME} dataset in {self._root}; "
+                "building one needs PGN sources"
+            )
+        build.build(self._root, self._sources, self._game_filter, self._fractions, self._options)
 
 
 def build_dataset(

@@ -10,31 +10,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from jaxmoe import MoEConfig, MoELayer, moe_forward
+from jaxmoe import MoEConfig
 from jaxmoe.grouped import grouped_matmul, resolve_backend, row_padding
 from jaxmoe.parallel import resolve_exchange
+from tests.jaxmoe import layer_setup
 
-B, S, D, E, K, F = 8, 8, 16, 8, 2, 8
+B, S = 8, 8
 
 
 def _setup(**kw):
-    cfg = MoEConfig(d_model=D, num_experts=E, top_k=K, d_expert=F, **kw)
-    params = MoELayer(cfg, rngs=nnx.Rngs(0)).params()
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(B, S, D)), jnp.float32)
-    cot = jnp.asarray(rng.normal(size=(B, S, D)), jnp.float32)
-    return cfg, params, x, cot
+    return layer_setup.setup(B, S, **kw)
 
 
 def _run(cfg, params, x, cot, mesh=None, prune_threshold=None):
-    def loss(p, x):
-        y, aux = moe_forward(p, x, cfg, mesh=mesh, prune_threshold=prune_threshold)
-        return jnp.sum(y * cot) + aux.loss, (y, aux.metrics)
-
-    grads, (y, metrics) = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)
-    return y, grads, metrics
+    """``(y, grads, metrics)``."""
+    y, grads, aux = layer_setup.run(cfg, params, x, cot, mesh, prune_threshold)
+    return y, grads, aux.metrics
 
 
 @pytest.fixture(scope="module")

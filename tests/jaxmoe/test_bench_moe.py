@@ -19,7 +19,9 @@ def test_benchmark_reports_every_figure_with_spread_on_tiny_shapes():
         backends=moe.BACKENDS,
         diff_shape=TINY,
         lm=False,
+        platform="tpu",  # the backend sets of a TPU (all three), run here on CPU
     )
+    assert result["backend_sets_of"] == "tpu" and result["backend"] == "cpu"
     for key in ("moe_over_dense", "allexperts_over_moe", "capacity_over_dropless"):
         assert set(result[key]) == SPREAD and result[key]["min"] > 0, key
     assert set(result["ragged_dot_over_dense"]) == SPREAD
@@ -53,3 +55,19 @@ def test_default_backends_are_the_native_ones_per_platform():
 def test_unknown_backend_flag_is_a_usage_error():
     with pytest.raises(SystemExit):
         moe.main(["--backends", "tiled,cublas", "--out", ""])
+
+
+def test_layer_only_run_reports_the_layer_keys_and_nothing_else():
+    result = moe.run(repeats=1, main=TINY, large=None, layer_only=True)
+    for key in ("moe_over_dense", "allexperts_over_moe", "capacity_over_dropless"):
+        assert set(result[key]) == SPREAD, key
+    for key in ("backends", "ragged_dot_over_dense", "backends_max_abs_diff", "lm_moe_over_dense"):
+        assert key not in result, key
+    assert result["sharded_over_single"] is None
+
+
+def test_platform_flag_picks_that_platforms_backend_sets():
+    assert moe.diff_backends("gpu") == ("tiled", "ragged_dot")  # megablox only interprets there
+    assert moe.diff_backends("cpu") == moe.diff_backends("tpu") == moe.BACKENDS
+    with pytest.raises(SystemExit):  # an unknown platform is a usage error
+        moe.main(["--platform", "vax", "--out", ""])

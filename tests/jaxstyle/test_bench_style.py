@@ -57,3 +57,19 @@ def test_style_benchmark_says_when_the_model_half_is_missing(monkeypatch):
 
     monkeypatch.setattr(style.importlib, "import_module", missing)
     assert "not written yet" in style._model_keys()["model"]
+
+
+def test_style_benchmark_only_runs_the_requested_half(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("experiments.bench.style_model")
+    fake.run = lambda **sizes: {"model_key": 1}
+    monkeypatch.setitem(sys.modules, "experiments.bench.style_model", fake)
+    monkeypatch.setattr(style_data, "run", lambda **sizes: {"data_key": 2})
+    assert style.run(only="model") == {"model_key": 1}
+    assert style.run(only="data") == {"data_key": 2}
+    emitted = []
+    monkeypatch.setattr(style, "emit", lambda result, out: emitted.append(result))
+    assert style.main(["--only", "model", "--out", ""]) == 0
+    assert emitted == [{"model_key": 1}]

@@ -116,3 +116,49 @@ def test_a_second_build_of_the_same_folder_is_refused_while_one_runs(dump, tmp_p
     with build.BuildLock(tmp_path / ".lock"):
         with pytest.raises(build.DataError, match=f"pid {os.getpid()}"):
             build.build(tmp_path, dump, FILTER, options=options())
+
+
+class _CountingPool:
+    """A pool stand-in: runs each task when submitted and counts what was cut ahead."""
+
+    def __init__(self):
+        self.submitted = 0
+
+    def apply_async(self, fn, args):
+        self.submitted += 1
+        return _Done(args[0][1])
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def test_stage_a_cuts_at_most_two_chunks_per_worker_ahead_of_the_results(tmp_path):
+    pool, cut = _CountingPool(), [0]
+
+    def chunks():
+        for index in range(50):
+            cut[0] += 1
+            yield index
+
+    ahead = []
+    for result in build._chunk_results(None, tmp_path, chunks(), pool, workers=3):
+        ahead.append(pool.submitted - result - 1)
+    assert ahead[:5] == [5] * 5  # bounded (Pool.imap would read the whole input first)
+    assert max(ahead) <= build.IN_FLIGHT_PER_WORKER * 3 - 1
+    assert len(ahead) == cut[0] == 50
+
+
+def test_header_pass_on_two_workers_counts_what_one_process_counts(dump):
+    from jaxstyle.chess.build_plan import header_pass
+
+    serial = header_pass([dump], FILTER)
+    with build.worker_pool(2) as pool:
+        parallel = header_pass([dump], FILTER, pool=pool, workers=2)
+    assert parallel[0] == serial[0] and len(serial[0]) > 10
+    assert parallel[1].as_dict() == serial[1].as_dict()
+    assert parallel[2] == serial[2] == [800]

@@ -57,3 +57,18 @@ def test_pins_discovered_checks_and_en_passant_along_the_rank():
     boards += [b.mirror() for b in boards]  # the same from Black's side
     for board, mine in zip(boards, generated(boards)):
         np.testing.assert_array_equal(mine, encoding.legal_move_indices(board), board.fen())
+
+
+def test_slider_attacks_match_python_chess_on_random_occupancies():
+    rng = np.random.default_rng(0)
+    squares = rng.integers(64, size=2000)
+    occupied = rng.integers(0, 2**63, size=2000, dtype=np.uint64) & rng.integers(
+        0, 2**63, size=2000, dtype=np.uint64
+    )  # about a quarter of the squares
+    bishop = movegen.bishop_attacks(squares, occupied)
+    rook = movegen.rook_attacks(squares, occupied)
+    for s, occ, b, r in zip(squares.tolist(), occupied.tolist(), bishop.tolist(), rook.tolist()):
+        diagonal = chess.BB_DIAG_ATTACKS[s][chess.BB_DIAG_MASKS[s] & occ]
+        straight = chess.BB_RANK_ATTACKS[s][chess.BB_RANK_MASKS[s] & occ]
+        straight |= chess.BB_FILE_ATTACKS[s][chess.BB_FILE_MASKS[s] & occ]
+        assert (b, r) == (diagonal, straight), (s, occ)

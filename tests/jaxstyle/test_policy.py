@@ -6,6 +6,7 @@ import dataclasses
 
 import chess
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -98,3 +99,25 @@ def test_per_layer_routing_multiplies_the_style_vector_by_the_adapted_layers():
     assert model.routing_size == model.num_layers * 8
     planes, legal = map(jnp.asarray, real_positions())
     assert model(planes, legal, players=jnp.array([0, 1])).shape == (2, jc.VOCAB_SIZE)
+
+
+def test_from_to_head_scores_each_move_by_its_two_squares_features():
+    net = policy.PolicyNetwork(dataclasses.replace(SMALL, head="from_to"), rngs=nnx.Rngs(0))
+    net.policy_bias[...] = jnp.asarray(np.random.default_rng(1).normal(size=jc.VOCAB_SIZE))
+    planes, legal = real_positions()
+    x = jnp.transpose(jnp.asarray(planes, jnp.float32), (0, 2, 3, 1))
+    x = jax.nn.relu(net.stem_norm(net.stem(x)))
+    for block in net.blocks:
+        x = block(x)
+    q = np.asarray(net.policy_from(x)).reshape(2, 64, SMALL.head_channels)
+    k = np.asarray(net.policy_to(x)).reshape(2, 64, SMALL.head_channels)
+    bias = np.asarray(net.policy_bias[...])
+    logits = np.asarray(net(jnp.asarray(planes), jnp.asarray(legal))[0])
+    for b in range(2):  # white to move, then black (its moves mirrored to white's frame)
+        for index in np.flatnonzero(legal[b]):
+            move = chess.Move.from_uci(jc.MOVE_VOCAB[index])  # the mover's frame
+            want = q[b, move.from_square] @ k[b, move.to_square] / 2.0 + bias[index]
+            np.testing.assert_allclose(logits[b, index], want, rtol=1e-4, atol=1e-4)
+    assert np.all(logits[~legal] == policy.ILLEGAL_LOGIT)
+    with pytest.raises(ValueError, match="PolicyConfig.head"):
+        PolicyConfig(head="attention")

@@ -14,6 +14,7 @@ TINY = dict(
     pool_sizes=(3, 6, 50),
     query_games=(1, 100),
     fit_steps=10,
+    refit_games=2,
     likelihood_max_pool=6,
     steer_lambdas=(0.0, 2.0),
     steer_games=2,
@@ -34,6 +35,9 @@ def test_evaluation_writes_every_table_plot_and_number(tiny_synthetic, tmp_path)
     rows = {(r["pool"], r["query_games"]): r for r in results["stylometry"]["rows"]}
     assert rows[(6, 1)]["cosine"] is not None and rows[(6, 1)]["likelihood"] is not None
     assert rows[(50, 1)]["cosine"] is None and rows[(3, 100)]["players"] == 0
+    assert rows[(6, 1)]["cosine_refit"] is not None
+    assert "(refit reference)" in results["stylometry"]["table_md"]
+    assert set(results["probe_refit"]["theta_r2"]) >= {"capture", "knight_move"}
     assert set(results["probe"]["theta_r2"]) >= {"capture", "knight_move"}
     assert len(results["steering"]["capture"]["values"]) == 2
     assert len(results["interpolation"]["agreement"]) == 6
@@ -51,3 +55,34 @@ def test_oracle_ceiling_is_the_mean_top_policy_probability(tiny_synthetic):
     ceiling = reproduce_style.oracle_ceiling(tiny_synthetic["root"], truth, max_games=3)
     values = np.array(list(ceiling.values()))
     assert len(values) == 6 and ((values > 0) & (values <= 1)).all()
+
+
+def test_population_ceiling_is_at_most_the_own_policy_ceiling_and_policies_match(
+    tiny_synthetic,
+):
+    import chess
+
+    from jaxstyle.chess.balance import policy
+    from jaxstyle.chess.evaluator import FastEvaluator, analyse_moves
+    from jaxstyle.chess.play import repertoire_move
+    from jaxstyle.chess.players import load_ground_truth
+    from jaxstyle.chess.style_features import FEATURES, move_features
+
+    truth, _ = reproduce_style.truth_by_id(tiny_synthetic["data_dir"], tiny_synthetic["root"])
+    own, mix = reproduce_style.oracle_ceiling(
+        tiny_synthetic["root"], truth, max_games=3, population=True
+    )
+    assert all(0 < mix[i] <= own[i] + 1e-9 for i in own)
+    config, _ = load_ground_truth(tiny_synthetic["root"])
+    board = chess.Board()  # the opening: every player's own book move counts
+    table = analyse_moves(board)
+    deltas = FastEvaluator().deltas(table)
+    got = reproduce_style._policies(
+        config, truth, range(len(truth)), table, deltas, move_features(table, None),
+        np.array([p.theta for p in truth]), 1 / np.array([p.tau for p in truth]),
+        FEATURES.index("book"), repertoire_move,
+    )  # fmt: skip
+    for q, player in enumerate(truth):
+        book = repertoire_move(player, table, deltas, config.book_tolerance)
+        want = policy(player, deltas, move_features(table, book))
+        np.testing.assert_allclose(got[q], want, rtol=1e-5, atol=1e-7)

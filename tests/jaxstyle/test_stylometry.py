@@ -78,14 +78,19 @@ def test_players_sampled_from_distinct_style_vectors_are_identified_by_both_rule
         steps=100,
         learning_rate=0.1,
         key=jax.random.PRNGKey(0),
+        alternatives={"same": model.style_vectors(), "swapped": model.style_vectors()[::-1]},
     )
     rows = {(r["pool"], r["query_games"]): r for r in result["rows"]}
     assert rows[(6, 8)]["likelihood"] == 1.0
     assert rows[(6, 8)]["cosine"] >= 5 / 6, rows[(6, 8)]
+    assert rows[(6, 8)]["cosine_same"] == rows[(6, 8)]["cosine"]
+    assert rows[(6, 8)]["cosine_swapped"] <= 1 / 6  # row p holds player 5 - p's vector
+    assert rows[(12, 8)]["cosine_swapped"] is None
     assert rows[(6, 8)]["random"] == pytest.approx(1 / 6)
     assert rows[(12, 8)]["cosine"] is None  # only 6 players exist
     assert rows[(3, 50)]["players"] == 0 and rows[(3, 50)]["cosine"] is None
     assert "| 6 | 8 |" in result["table_md"] and "n/a" in result["table_md"]
+    assert "cosine top-1 (swapped reference)" in result["table_md"]
 
 
 def test_linear_probe_recovers_a_linear_map_and_not_noise():

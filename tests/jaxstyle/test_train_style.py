@@ -42,6 +42,10 @@ def test_missing_dataset_and_bad_holdout_are_clear_errors(tiny_synthetic, tmp_pa
     config.data.holdout_players = 6
     with pytest.raises(RunError, match="leaves no training player"):
         style.load_data(config)
+    config = tiny_config(tiny_synthetic["root"])
+    config.optim.warmup_steps = config.train.num_steps
+    with pytest.raises(RunError, match="warmup_steps=6 must be below train.num_steps=6"):
+        style.train(config, tmp_path / "warmup")
 
 
 @pytest.mark.slow
