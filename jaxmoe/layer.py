@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxcommon.initializers import orthogonal
 from jaxmoe.apply import MoEAux, MoEParams, check_mesh, fused_w_in, moe_forward
 from jaxmoe.config import MoEConfig
 from jaxmoe.metrics import pairwise_expert_similarity
@@ -36,7 +37,9 @@ def _expert_init(in_axis: int = -2, out_axis=-1):
 
 
 def _router_init(key: jax.Array, d_model: int, num_experts: int) -> jax.Array:
-    """Orthogonal ``[d_model, E]`` in float32 (QR has no bfloat16 kernel; cast after).
+    """Orthogonal ``[d_model, E]`` in float32, cast after (``jaxcommon.initializers``: the same
+    values as ``jax.nn.initializers.orthogonal`` without its LAPACK QR, which deadlocks
+    XLA:CPU when several batched calls run at once).
 
     With ``d_model >= E`` the E columns are orthonormal (SimBal's loss is 0 at init).
     With ``d_model < E`` at most d_model columns can be orthogonal: the *rows* are
@@ -51,7 +54,7 @@ def _router_init(key: jax.Array, d_model: int, num_experts: int) -> jax.Array:
             UserWarning,
             stacklevel=3,
         )
-    return jax.nn.initializers.orthogonal()(key, (d_model, num_experts), jnp.float32)
+    return orthogonal()(key, (d_model, num_experts), jnp.float32)
 
 
 class MoELayer(nnx.Module):

@@ -55,6 +55,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
+from jaxcommon.initializers import orthogonal
 from jaxsafe.agents import fear as fear_lib
 from jaxsafe.agents import lagrangian
 from jaxsafe.automaton import Automaton
@@ -224,7 +225,7 @@ class ActorCritic(nnx.Module):
     """Separate tanh MLPs: policy logits ``[..., A]`` and two value heads (reward, cost)."""
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: int, *, rngs: nnx.Rngs):
-        ortho = nnx.initializers.orthogonal
+        ortho = orthogonal  # no LAPACK QR: see jaxcommon.initializers
         lin = lambda i, o, s: nnx.Linear(i, o, kernel_init=ortho(s), rngs=rngs)  # noqa: E731
         self.pi = nnx.List([lin(obs_dim, hidden, 2**0.5), lin(hidden, hidden, 2**0.5)])
         self.pi_out = lin(hidden, num_actions, 0.01)
