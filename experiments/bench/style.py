@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--games", type=int, default=120, help="synthetic games (encoder keys)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale-games", type=int, default=300_000, help="header-pass dump")
-    parser.add_argument("--build-games", type=int, default=1_500)
+    parser.add_argument("--build-games", type=int, default=6_000)
     parser.add_argument("--rss-games", type=int, default=1_000, help="1x size of the RSS builds")
     parser.add_argument("--out", default=default_out("style"), help="also write the JSON here")
     parser.add_argument("--only", choices=("data", "model"), help="run one half of the keys")

@@ -25,6 +25,12 @@ Keys (rates in items per second, ``{"median", "min", "max"}`` over repeats):
   build_rss_ratio_10x_over_1x    target <= 1.2 (bounded memory)
   parse_encode_over_plain_parse  the build's parse+encode / a python-chess loop that only
                                  parses and pushes the moves, same games; target <= 1.3
+  rust_reader_over_plain_parse   ``rust_pgn_reader_python_binding`` (Rust, shakmaty) parsing
+  rust_reader_over_parse_encode  the same games with every position's legal moves, one
+                                 thread, / the plain loop and / our parse+encode
+  rust_reader_agrees_with_python_chess  its moves and legal-move counts equal python-chess's
+  pgn_extract_over_plain_parse   Debian's ``pgn-extract -s`` (C, validates the moves) over the
+                                 same games / the plain loop reading the same file
   estimated_hours_lichess_month  100M games, 7e9 positions, from the measured rates, on
                                  2 cores and on 64 cores: cutting the stream into games is
                                  sequential (main process, both passes); header parsing
@@ -292,9 +298,69 @@ def _parse_ratio_keys(root: Path, repeats: int, ratio_games: int, max_plies: int
             for move in game.mainline_moves():
                 board.push(move)
 
-    timing.progress("parse+encode against a plain python-chess parse-and-push loop")
-    times = timing.side_by_side({"ours": ours, "plain": plain}, repeats)
-    return {"parse_encode_over_plain_parse": timing.ratio(times, "ours", "plain")}
+    def rust():
+        _rust_parse(texts)
+
+    timing.progress("parse+encode against python-chess and the Rust reader, same games")
+    times = timing.side_by_side({"ours": ours, "plain": plain, "rust": rust}, repeats)
+    return {
+        "parse_encode_over_plain_parse": timing.ratio(times, "ours", "plain"),
+        "rust_reader_over_plain_parse": timing.ratio(times, "rust", "plain"),
+        "rust_reader_over_parse_encode": timing.ratio(times, "rust", "ours"),
+        "rust_reader_agrees_with_python_chess": _rust_agrees(texts),
+        **_pgn_extract_keys(root, texts, repeats),
+    }
+
+
+def _rust_parse(texts: list[str]):
+    """``rust_pgn_reader_python_binding`` (shakmaty), one thread, with every position's legal
+    moves: what our encoder needs from a parser (boards, castling, e.p., legal moves)."""
+    import rust_pgn_reader_python_binding as rust_pgn  # noqa: PLC0415
+
+    return rust_pgn.parse_games_from_strings(texts, num_threads=1, store_legal_moves=True)
+
+
+def _rust_agrees(texts: list[str]) -> bool:
+    """Every game's moves (from, to) and legal-move counts equal python-chess's."""
+    import chess.pgn
+
+    parsed = _rust_parse(texts)
+    for i, text in enumerate(texts):
+        game, view = chess.pgn.read_game(io.StringIO(text)), parsed[i]
+        board, moves = game.board(), list(game.mainline_moves())
+        theirs = list(zip(view.from_squares.tolist(), view.to_squares.tolist()))
+        if theirs != [(m.from_square, m.to_square) for m in moves]:
+            return False
+        for move, legal in zip(moves, view.legal_moves):
+            if len(legal) != board.legal_moves.count():
+                return False
+            board.push(move)
+    return True
+
+
+def _pgn_extract_keys(root: Path, texts: list[str], repeats: int) -> dict:
+    """Debian's ``pgn-extract`` (C; checks every move's legality) over the same games as one
+    plain PGN file, against the python-chess parse loop: both read and validate the moves."""
+    import chess.pgn
+
+    exe = shutil.which("pgn-extract")
+    if exe is None:
+        return {"pgn_extract_over_plain_parse": "not installed (apt-get install pgn-extract)"}
+    path = root / "ratio.pgn"
+    path.write_text("\n\n".join(texts) + "\n")
+
+    def extract():
+        subprocess.run([exe, "-s", "-o", os.devnull, str(path)], check=True)
+
+    def plain():
+        with open(path, encoding="utf-8") as handle:
+            while (game := chess.pgn.read_game(handle)) is not None:
+                board = game.board()
+                for move in game.mainline_moves():
+                    board.push(move)
+
+    times = timing.side_by_side({"pgn_extract": extract, "plain": plain}, repeats)
+    return {"pgn_extract_over_plain_parse": timing.ratio(times, "pgn_extract", "plain")}
 
 
 def _estimate(result: dict) -> dict:
@@ -319,7 +385,7 @@ def run(
     repeats: int = 3,
     players: int = 12,
     scale_games: int = 300_000,
-    build_games: int = 1_500,
+    build_games: int = 6_000,
     rss_games: int = 1_000,
     ratio_games: int = 300,
     max_plies: int | None = None,
