@@ -281,12 +281,15 @@ def moe_shard(
     return out.y.reshape(batch, seq, d).astype(x.dtype), stats
 
 
-def batch_axes(mesh: Mesh, cfg: MoEConfig) -> tuple[str, ...]:
-    """Mesh axes that split the batch: the configured data axes present, then the expert axis."""
-    names = [a for a in cfg.data_axes if a in mesh.axis_names]
-    if cfg.expert_axis in mesh.axis_names:
-        names.append(cfg.expert_axis)
-    return tuple(names)
+def batch_axes(
+    mesh: Mesh | None, data_axes: tuple[str, ...] = ("data",), expert_axis: str = "expert"
+) -> tuple[str, ...]:
+    """Mesh axes that split the batch: the data axes present, then the expert axis (``()``
+    without a mesh). The layer passes its config's ``data_axes`` and ``expert_axis``."""
+    if mesh is None:
+        return ()
+    names = [a for a in data_axes if a in mesh.axis_names]
+    return tuple(names + ([expert_axis] if expert_axis in mesh.axis_names else []))
 
 
 def check_mesh(mesh: Mesh, cfg: MoEConfig) -> None:
@@ -343,9 +346,10 @@ def moe_apply(
 ) -> tuple[jax.Array, RoutingStats]:
     """Runs the layer on ``x [B, S, d_model]`` (or ``[T, d_model]``, one sequence).
 
-    With ``mesh``, the batch is split over ``batch_axes(mesh, cfg)`` and the experts over
-    ``cfg.expert_axis`` inside ``jax.shard_map``; B must divide by the product of those
-    axis sizes. Without, everything runs as one device program.
+    With ``mesh``, the batch is split over the data axes then the expert axis
+    (:func:`batch_axes`) and the experts over ``cfg.expert_axis`` inside ``jax.shard_map``;
+    B must divide by the product of those axis sizes. Without, everything runs as one device
+    program.
 
     Returns:
       ``(y, RoutingStats)`` with y shaped like x.
@@ -356,7 +360,7 @@ def moe_apply(
     squeeze = x.ndim == 2
     if squeeze:
         x = x[None]
-    axes = batch_axes(mesh, cfg) if mesh is not None else ()
+    axes = batch_axes(mesh, cfg.data_axes, cfg.expert_axis)
     if not axes:
         y, stats = moe_shard(params, x, cfg, prune_threshold=threshold)
     else:

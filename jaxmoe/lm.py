@@ -41,6 +41,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxmoe.apply import batch_axes
 from jaxmoe.config import MoEConfig
 from jaxmoe.experts import swiglu
 from jaxmoe.layer import MoELayer
@@ -186,14 +187,6 @@ def auto_mesh(mesh: Mesh | None) -> Mesh | None:
     if mesh is None or all(t == AxisType.Auto for t in mesh.axis_types):
         return mesh
     return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
-
-
-def batch_axes(mesh: Mesh | None, data_axes=("data",), expert_axis="expert") -> tuple[str, ...]:
-    """Mesh axes splitting the batch: present data axes, then the expert axis."""
-    if mesh is None:
-        return ()
-    names = [a for a in data_axes if a in mesh.axis_names]
-    return tuple(names + ([expert_axis] if expert_axis in mesh.axis_names else []))
 
 
 def _constrain(x: jax.Array, mesh: Mesh | None, *spec) -> jax.Array:

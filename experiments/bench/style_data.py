@@ -343,7 +343,7 @@ def _pgn_extract_keys(root: Path, texts: list[str], repeats: int) -> dict:
     plain PGN file, against the python-chess parse loop: both read and validate the moves."""
     import chess.pgn
 
-    exe = shutil.which("pgn-extract")
+    exe = shutil.which("pgn-extract") or shutil.which("pgn-extract", path="/usr/games")
     if exe is None:
         return {"pgn_extract_over_plain_parse": "not installed (apt-get install pgn-extract)"}
     path = root / "ratio.pgn"

@@ -15,6 +15,8 @@ offline), a directory of text files, or ``"tfds:<name>"`` (a tfds text dataset p
 
 import ml_collections
 
+from experiments.configs.common import base_train
+
 ARMS = ("none", "lbl", "simbal", "loss_free", "loss_free+simbal")
 
 _VARIANTS = {
@@ -84,16 +86,13 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
             "clip_norm": 1.0,
         }
     )
-    c.train = ml_collections.ConfigDict(
-        {
-            "num_steps": v["num_steps"],
-            "batch_size": v["batch_size"],
-            "log_every": v["log_every"],
-            "checkpoint_every": v["checkpoint_every"],
-            "eval_every": v["eval_every"],
-            "max_to_keep": 2,
-            "on_nonfinite": "stop",
-        }
+    c.train = base_train(
+        num_steps=v["num_steps"],
+        log_every=v["log_every"],
+        checkpoint_every=v["checkpoint_every"],
+        max_to_keep=2,
+        eval_every=v["eval_every"],
+        batch_size=v["batch_size"],
     )
     c.eval = ml_collections.ConfigDict({"pes_tokens": v["pes_tokens"]})
     return c

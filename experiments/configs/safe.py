@@ -14,6 +14,8 @@ accelerator host: 256 seeds vmapped).
 
 import ml_collections
 
+from experiments.configs.common import base_train
+
 MODES = ("faithful", "corrected", "zero_shot", "zero_shot_faithful")
 
 _VARIANTS = {
@@ -47,14 +49,5 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict({"learning_rate": 0.9})  # the Q-learning alpha
     c.eval = ml_collections.ConfigDict({"num_episodes": v["eval_episodes"]})
     # one runner step = one safeguard stage (the zero-shot mode has one stage)
-    c.train = ml_collections.ConfigDict(
-        {
-            "num_steps": 4,
-            "log_every": 1,
-            "checkpoint_every": 1,
-            "max_to_keep": 4,
-            "on_nonfinite": "stop",
-            "eval_every": 1,
-        }
-    )
+    c.train = base_train(num_steps=4, log_every=1, checkpoint_every=1, max_to_keep=4, eval_every=1)
     return c

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs.common import base_train
+
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     if variant not in ("tiny", "quick", "cpu", "gpu"):
@@ -46,14 +48,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model.conv_kernel = "full"
     c.model.adapt = "blocks+head"  # residual convs + the head's from/to convs
 
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 1500  # stage (a)
-    c.train.batch_size = 256
-    c.train.log_every = 50
-    c.train.checkpoint_every = 500
-    c.train.max_to_keep = 2
-    c.train.on_nonfinite = "stop"
-    c.train.eval_every = 0
+    c.train = base_train(  # stage (a)
+        num_steps=1500, log_every=50, checkpoint_every=500, max_to_keep=2, batch_size=256
+    )
 
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 2e-3

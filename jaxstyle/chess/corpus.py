@@ -29,6 +29,7 @@ from pathlib import Path
 
 import zstandard
 
+from jaxstyle.chess.build_plan import select_players
 from jaxstyle.chess.pgn import (
     GameFilter,
     GameRecord,
@@ -159,7 +160,7 @@ def collect_corpus(
     counts, header_stats = count_player_games(files, game_filter)
     if header_stats.games_seen == 0 and not header_stats.skipped:
         raise DataError(f"no games found in {where}")
-    selected = _select_players(counts, game_filter)
+    selected = set(select_players(counts, game_filter))
     if not selected:
         raise DataError(
             f"filters left no players in {where}: {len(counts)} players had eligible games, "
@@ -211,16 +212,3 @@ def collect_corpus(
         game_filter=game_filter,
         sources=[str(f) for f in files],
     )
-
-
-def _select_players(counts: Counter, game_filter: GameFilter) -> set[str]:
-    allowed = set(game_filter.players) if game_filter.players else None
-    eligible = [
-        (n, p)
-        for p, n in counts.items()
-        if n >= game_filter.min_games_per_player and (allowed is None or p in allowed)
-    ]
-    eligible.sort(key=lambda item: (-item[0], item[1]))
-    if game_filter.max_players is not None:
-        eligible = eligible[: game_filter.max_players]
-    return {p for _, p in eligible}

@@ -9,6 +9,8 @@ max_to_keep, on_nonfinite, eval_every}``) and a ``tiny`` variant. Exact command:
 
 import ml_collections
 
+from experiments.configs.common import base_train
+
 VARIANTS = {
     "small": {"width": 4, "num_steps": 6},
     "wide": {"width": 16, "num_steps": 6},
@@ -27,16 +29,12 @@ def get_config(variant: str = "small") -> ml_collections.ConfigDict:
     config.mesh = {"data": -1}
     config.model = ml_collections.ConfigDict({"width": size["width"]})
     config.optim = ml_collections.ConfigDict({"learning_rate": 0.05})
-    config.train = ml_collections.ConfigDict(
-        {
-            "num_steps": size["num_steps"],
-            "log_every": 1,
-            "checkpoint_every": size.get("checkpoint_every", 2),
-            "max_to_keep": 3,
-            "on_nonfinite": "stop",
-            "eval_every": 0,
-            "batch_size": 16,
-        }
+    config.train = base_train(
+        num_steps=size["num_steps"],
+        log_every=1,
+        checkpoint_every=size.get("checkpoint_every", 2),
+        max_to_keep=3,
+        batch_size=16,
     )
     # Test-only: from this step on (if > 0) the batch's targets are inf (a non-finite loss).
     config.nan_at_step = 0

@@ -14,21 +14,8 @@ from jaxsafe import REWARD_MODES, load_spec, parse_spec
 from jaxsafe.automaton import as_numpy, compile_spec
 from jaxsafe.envs import LABELS
 from jaxsafe.wrappers import safeguard_step
+from tests.jaxsafe.helpers import REACH
 
-REACH = {
-    "name": "reach",
-    "alphabet": {"labels": list(LABELS)},
-    "define": {"haz": "basalt_lava or creeper"},
-    "states": ["start", "has_wood", "done", "bad"],
-    "initial": "start",
-    "violation": ["bad"],
-    "accepting": ["done"],
-    "transitions": {
-        "start": {"haz": "bad", "wood": "has_wood", "else": "start"},
-        "has_wood": {"haz": "bad", "smith_table": "done", "else": "has_wood"},
-        "done": {"haz": "bad", "else": "done"},
-    },
-}
 SIDE, SLIP = 4, 0.2
 MOVES = np.array([[0, 1], [-1, 0], [0, -1], [1, 0], [0, 0]])
 

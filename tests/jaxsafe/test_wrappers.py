@@ -10,6 +10,7 @@ from gymnax.wrappers.purerl import LogWrapper
 from jaxsafe import Labeller, SafeguardWrapper, SpecError, load_spec, parse_spec
 from jaxsafe.envs import GRIDWORLD_LABELLER, LABELS, GridParams, GridWorld, label_grid
 from jaxsafe.rollout import random_policy, rollout
+from tests.jaxsafe.helpers import REACH
 
 UP, RIGHT, LEFT, DOWN, STAY = 1, 0, 2, 3, 4
 STILL = GridParams(slip_prob=0.0, jitter_prob=0.0)
@@ -98,22 +99,6 @@ def test_jitted_random_rollouts_match_a_numpy_reference_across_auto_resets():
     np.testing.assert_array_equal(term, ref["terminated"])
     np.testing.assert_allclose(r, ref["reward"], rtol=1e-6)
     assert not info["label_out_of_range"].any()
-
-
-REACH = {
-    "name": "reach",
-    "alphabet": {"labels": list(LABELS)},
-    "define": {"haz": "basalt_lava or creeper"},
-    "states": ["start", "has_wood", "done", "bad"],
-    "initial": "start",
-    "violation": ["bad"],
-    "accepting": ["done"],
-    "transitions": {
-        "start": {"haz": "bad", "wood": "has_wood", "else": "start"},
-        "has_wood": {"haz": "bad", "smith_table": "done", "else": "has_wood"},
-        "done": {"haz": "bad", "else": "done"},
-    },
-}
 
 
 def test_shaping_mode_adds_gamma_phi_next_minus_phi_to_the_paper_reward():
