@@ -259,7 +259,8 @@ def authors_training_loop(num_episodes: int, seed: int = 0, max_steps: int = 100
             moved = grid.step(rng.choice(actions) if rng.random() < 0.1 else greedy)
             q_next = dfa.step(grid.label(moved))
             nxt = [*moved, q_next]
-            if str(nxt) not in q_table:
+            new = str(nxt) not in q_table
+            if new:
                 q_table[str(nxt)] = {a: 0.0 for a in actions}
                 counter = 0
                 for i in range(task):
@@ -271,6 +272,8 @@ def authors_training_loop(num_episodes: int, seed: int = 0, max_steps: int = 100
                     for a in actions:
                         q_table[str(nxt)][a] /= counter
             boot = max(q_table[str(nxt)][a] for a in actions)
+            if new:  # their bootstrap maxes 5 zeros and the 5 initialised values
+                boot = max(boot, 0.0)
             reward = -0.1 if q_next == -1 else 0.1
             old = q_table[str(current)][greedy]
             q_table[str(current)][greedy] = 0.1 * old + 0.9 * (reward + 0.9 * boot)

@@ -350,7 +350,9 @@ def _pgn_extract_keys(root: Path, texts: list[str], repeats: int) -> dict:
     path.write_text("\n\n".join(texts) + "\n")
 
     def extract():
-        subprocess.run([exe, "-s", "-o", os.devnull, str(path)], check=True)
+        subprocess.run(  # its warnings (e.g. "Result * inconsistent with mate") to null
+            [exe, "-s", "-o", os.devnull, str(path)], check=True, stderr=subprocess.DEVNULL
+        )
 
     def plain():
         with open(path, encoding="utf-8") as handle:

@@ -28,8 +28,11 @@ stages       ``int(episode / 1666)``: 1666, 1666,  equal stages (``E / K`` episo
 ``init(s')`` mean of ``Q[cell', i]`` over the      ``Q[cell', q]``, the automaton state
              seen slots ``i < stage index`` (the   the step came from, if seen there (its
              task index read as an automaton       hazards are the closest); else the mean
-             state); 0 if none                     over the non-sink slots seen at ``cell'``;
-                                                   else 0
+             state); 0 if none. The new entry      over the non-sink slots seen at ``cell'``;
+             counts itself when its own slot is    else 0
+             ``< stage index``, doubling the sum
+             of the slots before it (the authors'
+             loop adds the entry to itself)
 bootstrap    ``max(0, max init(s'))`` for a new    ``max Q[s', :]``, 0 on a violation (the sink
              ``s'``, else ``max Q[s', :]``; the    is terminal)
              sink is bootstrapped like any state
@@ -326,17 +329,27 @@ def _greedy(noise: jax.Array, values: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(best, noise, -1.0)).astype(jnp.int32)
 
 
-def _init_values(faithful, table, cell, task_index, num_slots) -> jax.Array:
-    """float32[A]: the initial values of a product state first met at ``cell``.
+def _init_values(faithful, table, cell, task_index, num_slots, target=-1) -> jax.Array:
+    """float32[A]: the initial values of a product state first met at ``(cell, target)``.
 
-    Faithful: the seen slots ``< task_index`` (the task index read as an automaton state);
-    corrected: the seen non-sink slots. ``faithful`` is a traced bool."""
+    Faithful: the mean over the seen slots ``i < task_index`` (the task index read as an
+    automaton state), as the authors' loop computes it: their new entry (zeros) is created
+    *before* the loop over ``i``, so when ``target`` itself is one of those ``i`` it counts as
+    seen, and adding it to itself doubles the sum accumulated so far, i.e. the seen slots
+    ``i < target`` weigh 2 and the count is one more (``(2 Q0 + Q2) / 3`` for a new ``q1`` in
+    stage 3 with ``q0`` and ``q2`` seen); 0 if nothing counted. ``target`` is the new state's
+    slot (-1: none; the sink slot never is an automaton index). Corrected: the plain mean of
+    the seen non-sink slots. ``faithful`` is a traced bool."""
     rows = table[cell]  # [S, A + 1]
     slots = jnp.arange(num_slots)
     seen = rows[:, NUM_ACTIONS] > 0.5
     use = seen & jnp.where(faithful, slots < task_index, slots < num_slots - 1)
-    count = jnp.sum(use)
-    total = jnp.sum(jnp.where(use[:, None], rows[:, :NUM_ACTIONS], 0.0), axis=0)
+    target = jnp.asarray(target, jnp.int32)
+    own = faithful & (target >= 0) & (target < task_index) & (target < num_slots - 1)
+    use = use & ((slots != target) | ~own)  # the new entry itself is not seen yet
+    weight = jnp.where(own & (slots < target), 2.0, 1.0)
+    count = jnp.sum(use) + own.astype(jnp.int32)
+    total = jnp.sum(jnp.where(use[:, None], weight[:, None] * rows[:, :NUM_ACTIONS], 0.0), axis=0)
     return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
 
 
@@ -371,7 +384,7 @@ def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, st: QState, u: jax.A
         faithful = sg.faithful
         row2 = st.table[cell2, s2]
         new = row2[NUM_ACTIONS] < 0.5
-        init = _init_values(faithful, st.table, cell2, sg.index, num_slots)
+        init = _init_values(faithful, st.table, cell2, sg.index, num_slots, s2)
         # corrected: inherit from the automaton state it was entered from, if known
         came_from = st.table[cell2, s]
         inherit = ~faithful & (came_from[NUM_ACTIONS] > 0.5)

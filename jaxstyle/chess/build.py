@@ -7,7 +7,9 @@ Memory stays bounded by the per-player counts and one bucket, whatever the input
    Saved as ``plan.json``.
 2. **Stage A** (:mod:`~jaxstyle.chess.build_encode`): one sequential decompression stream is
    cut into chunks of whole games (:mod:`~jaxstyle.chess.pgn_split`; the main process only
-   finds game boundaries, about 100k games/s); worker processes parse and encode them (at
+   finds game boundaries, about 100k games/s); worker processes parse (the Rust PGN
+   reader for the plain games when installed, python-chess for the rest: see
+   :mod:`~jaxstyle.chess.rust_reader`) and encode them (at
    most two chunks per worker in flight, so memory does not grow with the input); the
    main process appends each chunk's entries (bytes) to one spill file per bucket, in
    chunk order. Every few seconds it checkpoints ``progress.json`` (next
@@ -24,7 +26,8 @@ Memory stays bounded by the per-player counts and one bucket, whatever the input
 Work happens in ``<data_dir>/chess_positions-build/`` (never tfds' ``incomplete.*``
 folders), under an exclusive lock ``<data_dir>/.lock``: a second build of the same
 ``data_dir`` fails at once with one line. The output depends only on the sources, the
-filter and the fractions — not on the number of workers, the chunk size or interruptions.
+filter and the fractions — not on the number of workers, the chunk size, the parser or
+interruptions.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from jaxstyle.chess.corpus import SPLIT_FRACTIONS, SPLITS
 from jaxstyle.chess.pgn import ReadStats
 from jaxstyle.chess.pgn_filters import GameFilter
 from jaxstyle.chess.pgn_split import Chunk, StreamDamage, iter_chunks
+from jaxstyle.chess.rust_reader import resolve_parser
 from jaxstyle.chess.sources import DataError, resolve_sources
 
 DATASET_NAME = "chess_positions"
@@ -69,6 +73,10 @@ class BuildOptions:
       games_per_bucket: player-games per stage-B bucket (bounds stage B's memory).
       checkpoint_s: seconds between stage-A checkpoints.
       progress: tqdm bars on stderr (when it is a terminal).
+      parser: stage A's PGN parser: ``"auto"`` (the Rust reader for the plain games when
+        ``rust_pgn_reader_python_binding`` is installed, else python-chess), ``"rust"``
+        (an error without it) or ``"python-chess"``; byte-identical output either way
+        (see :mod:`jaxstyle.chess.rust_reader`).
     """
 
     workers: int = 1
@@ -76,6 +84,7 @@ class BuildOptions:
     games_per_bucket: int = 2_000
     checkpoint_s: float = 2.0
     progress: bool = True
+    parser: str = "auto"
 
 
 class BuildLock:
@@ -134,6 +143,7 @@ def build(
     options = options or BuildOptions()
     game_filter = game_filter or GameFilter()
     data_dir = Path(data_dir)
+    resolve_parser(options.parser)  # an unknown or missing parser fails first
     if is_prepared(data_dir):
         return version_dir(data_dir)
     files = resolve_sources(sources)  # fails before anything is created
@@ -261,7 +271,7 @@ def run_stage_a(plan: Plan, work: Path, options: BuildOptions, pool=None) -> Non
     bar.update(min(plan.games_total, progress.next_chunk * progress.chunk_games))
     last = time.monotonic()
     try:
-        for result in _chunk_results(plan, work, chunks, pool, options.workers):
+        for result in _chunk_results(plan, work, chunks, pool, options.workers, options.parser):
             for bucket, blob in result.spill.items():
                 spills.append(bucket, blob)
             for pid, n in result.kept.items():
@@ -325,27 +335,30 @@ def worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
 _ENCODERS: dict[str, ChunkEncoder] = {}
 
 
-def _encode(task: tuple[str, Chunk]) -> ChunkResult:
+def _encode(task: tuple[str, Chunk, str]) -> ChunkResult:
     """Worker side: the plan is read from ``plan.json`` once per process and build."""
-    plan_path, chunk = task
-    if plan_path not in _ENCODERS:
+    plan_path, chunk, parser = task
+    key = f"{parser}:{plan_path}"
+    if key not in _ENCODERS:
         _ENCODERS.clear()
-        _ENCODERS[plan_path] = ChunkEncoder(Plan.load(Path(plan_path)))
-    return _ENCODERS[plan_path](chunk)
+        _ENCODERS[key] = ChunkEncoder(Plan.load(Path(plan_path)), parser)
+    return _ENCODERS[key](chunk)
 
 
-def _chunk_results(plan: Plan, work: Path, chunks, pool, workers: int) -> Iterator[ChunkResult]:
+def _chunk_results(
+    plan: Plan, work: Path, chunks, pool, workers: int, parser: str = "auto"
+) -> Iterator[ChunkResult]:
     """Chunk results in chunk order, from ``pool`` (or in-process when it is ``None``).
 
     At most :data:`IN_FLIGHT_PER_WORKER` chunks per worker are cut ahead of the results
     (``Pool.imap`` would read the whole input ahead of slow workers: unbounded memory).
     """
     if pool is None:
-        encoder = ChunkEncoder(plan)
+        encoder = ChunkEncoder(plan, parser)
         yield from (encoder(chunk) for chunk in chunks)
         return
     plan_path = str(work / "plan.json")
-    tasks = ((plan_path, chunk) for chunk in chunks)
+    tasks = ((plan_path, chunk, parser) for chunk in chunks)
     yield from ordered_results(pool, _encode, tasks, IN_FLIGHT_PER_WORKER * workers)
 
 

@@ -5,6 +5,12 @@ the plan. For every kept game and every selected player in it, python-chess pars
 movetext while :class:`~jaxstyle.chess.records.PositionRecorder` records the player's
 positions, and the positions become record bodies (:func:`records.record_bodies`).
 
+With ``parser="auto"`` (when ``rust_pgn_reader_python_binding`` is installed) or
+``"rust"``, the plain standard-start games of a chunk are parsed by the Rust reader in one
+call instead and their positions taken from its arrays (:mod:`jaxstyle.chess.rust_reader`
+says which games qualify); every other game still goes through python-chess. The output
+is byte-identical whichever parser is used.
+
 A *spill entry* is one player's side of one game, bytes::
 
     <i player id> <q game ordinal> <i opponent id or -1> <i positions> <H key length>
@@ -22,7 +28,7 @@ from collections.abc import Iterator
 
 import chess
 
-from jaxstyle.chess import records
+from jaxstyle.chess import records, rust_reader
 from jaxstyle.chess.build_plan import Plan
 from jaxstyle.chess.pgn import ReadStats, parse_game_recorded, selection_check
 from jaxstyle.chess.pgn_split import Chunk
@@ -51,10 +57,16 @@ class ChunkResult:
 
 
 class ChunkEncoder:
-    """Encodes chunks for one plan (built once per worker process)."""
+    """Encodes chunks for one plan (built once per worker process).
 
-    def __init__(self, plan: Plan):
+    ``parser``: ``"auto"`` (the Rust reader for the plain games when it is installed),
+    ``"rust"`` (the same, an :class:`ImportError` without it) or ``"python-chess"``.
+    """
+
+    def __init__(self, plan: Plan, parser: str = "auto"):
         self.plan = plan
+        self.parser = parser
+        self.reader = rust_reader.resolve_parser(parser)
         self.ids = {name: i for i, name in enumerate(plan.players)}
         self.bucket_of = plan.bucket_of().tolist()
         self.file_names = [s.rsplit("/", 1)[-1] for s in plan.sources]
@@ -72,12 +84,20 @@ class ChunkEncoder:
     def __call__(self, chunk: Chunk) -> ChunkResult:
         stats, kept = ReadStats(), Counter()
         file_name = self.file_names[chunk.file_index]
+        fast, rejected = self._rust_games(chunk, file_name) if self.reader else ({}, {})
         parsed = []
         for offset, game in enumerate(chunk.games):
             stats.games_seen += 1
-            record, reason, recorder = parse_game_recorded(
-                game, file_name, self.check, self.plan.game_filter, self._recorder
-            )
+            if offset in rejected:
+                stats.skip(rejected[offset])
+                continue
+            if offset in fast:
+                record, recorder = fast[offset]
+                reason = "too_short" if record.num_plies < self.plan.game_filter.min_plies else None
+            else:
+                record, reason, recorder = parse_game_recorded(
+                    game, file_name, self.check, self.plan.game_filter, self._recorder
+                )
             if reason is not None:
                 stats.skip(reason)
                 continue
@@ -97,6 +117,24 @@ class ChunkEncoder:
             stats=stats,
             positions=positions,
         )
+
+    def _rust_games(self, chunk: Chunk, file_name: str):
+        """``(offset → (record, recorder))`` of the games the Rust reader parsed, and
+        ``(offset → reason)`` of those whose headers fail the check (python-chess' reason)."""
+        cands, rejected = rust_reader.candidates_of(chunk.games, self.check)
+        rc = rust_reader.parse_candidates(self.reader, cands) if cands else None
+        fast = {}
+        if rc is None:
+            return fast, rejected
+        for i, cand in enumerate(cands):
+            if not rc.ok[i]:
+                continue
+            ordinal = chunk.games[cand.offset].ordinal
+            record = rust_reader.game_record(cand, rc, i, file_name, ordinal)
+            recorder = self._recorder(cand.headers)
+            recorder.positions = rust_reader.game_positions(rc, i, recorder.colors)
+            fast[cand.offset] = (record, recorder)
+        return fast, rejected
 
     @staticmethod
     def _encode(parsed) -> list[records.EncodedPositions]:

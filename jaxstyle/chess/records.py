@@ -1,8 +1,10 @@
 """Positions of one game → serialized dataset records, vectorised over the game.
 
-The streaming build encodes each kept game while python-chess parses it
-(:class:`PositionRecorder` sees the board before every move), then turns all of the
-game's positions into records at once with NumPy:
+The streaming build records each kept game's positions while python-chess parses it
+(:class:`PositionRecorder` sees the board before every move), or, for the plain
+standard-start games, takes them from the Rust PGN reader's arrays
+(:func:`jaxstyle.chess.rust_reader.game_positions`, equal values as NumPy arrays), then
+turns all of the game's positions into records at once with NumPy:
 
 * planes come from the board's bitboards (6 piece sets × own/opponent colour, side to
   move, castling, en passant) as ``uint64 [n, 18]``; Black's positions are mirrored by a
@@ -52,7 +54,9 @@ def move_key(move: chess.Move) -> int:
 class GamePositions:
     """Raw state of the positions of one game where a recorded colour was to move.
 
-    Lists of equal length ``n`` (one entry per position) except ``legal_keys`` (flat).
+    Lists of equal length ``n`` (one entry per position) except ``legal_keys`` (flat), or
+    NumPy arrays of the same values (``bitboards`` ``uint64 [n, 8]``, ``castling``
+    ``bool [n, 4]``) when made from the Rust reader's arrays.
     """
 
     color: list[bool] = dataclasses.field(default_factory=list)
@@ -158,10 +162,36 @@ class EncodedPositions:
         )
 
 
+_ARRAY_FIELDS = {
+    "color": (bool, ()),
+    "ply": (np.int64, ()),
+    "bitboards": (np.uint64, (8,)),
+    "castling": (bool, (4,)),
+    "ep": (np.int64, ()),
+    "move_key": (np.int64, ()),
+    "legal_keys": (np.int64, ()),
+    "legal_count": (np.int64, ()),
+}
+
+
 def concat_positions(games: list[GamePositions]) -> GamePositions:
-    """All positions of several games as one (to encode them in one vectorised call)."""
+    """All positions of several games as one (to encode them in one vectorised call).
+
+    Lists when every game holds lists (:class:`PositionRecorder`), else NumPy arrays (games
+    from :func:`jaxstyle.chess.rust_reader.game_positions`); :func:`encode_positions` sees
+    the same values either way.
+    """
     out = GamePositions()
+    arrays = any(isinstance(game.ply, np.ndarray) for game in games)
     for field in dataclasses.fields(GamePositions):
+        if arrays:
+            dtype, shape = _ARRAY_FIELDS[field.name]
+            parts = [
+                np.asarray(getattr(game, field.name), dtype=dtype).reshape((-1, *shape))
+                for game in games
+            ]
+            setattr(out, field.name, np.concatenate(parts))
+            continue
         merged = getattr(out, field.name)
         for game in games:
             merged.extend(getattr(game, field.name))

@@ -16,7 +16,7 @@ from jaxsafe.agents import (
     stage_summary,
     task_states,
 )
-from jaxsafe.agents.qlearning import CHUNK, NUM_UNIFORMS
+from jaxsafe.agents.qlearning import CHUNK, NUM_UNIFORMS, _init_values
 from jaxsafe.envs import label_grid
 
 SPECS = [load_spec(f"sg{i}") for i in range(4)]
@@ -34,15 +34,31 @@ def jitter_of(u):
     return -1 if u < 0.05 else (1 if u < 0.1 else 0)
 
 
+def authors_init(rows, seen, target, stage):
+    """The authors' initialisation of a new ``(s', target)``, literally (``minecraft.py``): the
+    entry is created with zeros, then ``for i in range(stage)``, every key ``(s', i)`` in the
+    dict (the new entry included) is added to it and counted; the sum is divided by the count.
+    ``rows`` float[S, A], ``seen`` bool[S] (before the entry is created)."""
+    entry, counter = np.zeros(rows.shape[1], np.float32), 0
+    for i in range(stage):
+        if i == target:  # the new entry is already a key: it is added to itself
+            counter += 1
+            entry = entry + entry
+        elif seen[i]:
+            counter += 1
+            entry = entry + rows[i]
+    return entry / counter if counter else entry
+
+
 def reference_learner(key, episodes, cfg):
     """NumPy Q-learning over (cell, slot) fed the jitted learner's uniform stream.
 
-    Faithful: update the greedy action; a new (s', q') starts at the mean of the seen
-    Q(s', i) for i < stage index and bootstraps max(0, max init); the sink bootstraps like any
-    state. Corrected: update the action taken; a new (s', q') starts at Q(s', q) when seen,
-    else the mean over seen non-sink slots; no bootstrap from the sink. Updates use one rounding
-    per ``a * b + c`` (:func:`fma`). Returns (Q float32[100, 6, 5], seen bool[100, 6],
-    per-episode violations).
+    Faithful: update the greedy action; a new (s', q') starts at the authors' mean of the
+    Q(s', i) for i < stage index (:func:`authors_init`) and bootstraps max(0, max init); the
+    sink bootstraps like any state. Corrected: update the action taken; a new (s', q') starts
+    at Q(s', q) when seen, else the mean over seen non-sink slots; no bootstrap from the sink.
+    Updates use one rounding per ``a * b + c`` (:func:`fma`). Returns (Q float32[100, 6, 5],
+    seen bool[100, 6], per-episode violations).
     """
     q_tab = np.zeros((100, 6, 5), np.float32)
     seen = np.zeros((100, 6), bool)
@@ -74,9 +90,11 @@ def reference_learner(key, episodes, cfg):
                 reward = np.float32(-0.1 if viol else 0.1)
                 cell2, s2 = pos[0] * 10 + pos[1], slot[q_next]
                 new = not seen[cell2, s2]
-                allowed = range(stage) if cfg.faithful else range(SINK_SLOT)
-                use = [i for i in allowed if seen[cell2, i]]
-                init = q_tab[cell2, use].mean(0) if use else np.zeros(5, np.float32)
+                if cfg.faithful:
+                    init = authors_init(q_tab[cell2], seen[cell2], s2, stage)
+                else:
+                    use = [i for i in range(SINK_SLOT) if seen[cell2, i]]
+                    init = q_tab[cell2, use].mean(0) if use else np.zeros(5, np.float32)
                 if not cfg.faithful and seen[cell2, s]:  # inherit from the state it came from
                     init = q_tab[cell2, s].copy()
                 if new:
@@ -113,6 +131,35 @@ def test_jitted_learner_matches_the_numpy_reference_step_for_step(faithful):
         np.testing.assert_allclose(state.q_table[i], q_ref, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(state.ep_violation[i], viol_ref)
     assert np.concatenate(violations).size == 2 * sum(episodes)
+
+
+def test_faithful_initialisation_counts_the_new_entry_as_the_authors_loop_does():
+    # every (seen pattern, new slot, stage) of a 6-slot cell against the literal loop; e.g. a
+    # new q1 in stage 3 with q0 and q2 seen starts at (2 Q0 + Q2) / 3, not (Q0 + Q2) / 2
+    rng = np.random.default_rng(0)
+    init = jax.jit(jax.vmap(_init_values, in_axes=(None, 0, None, 0, None, 0)), static_argnums=4)
+    tables, stages, targets, expected = [], [], [], []
+    for pattern in range(2**SINK_SLOT):
+        seen = np.array([(pattern >> i) & 1 for i in range(SINK_SLOT)] + [1], bool)
+        rows = rng.uniform(-0.1, 1.0, (6, 5)).astype(np.float32)
+        for target in [t for t in range(6) if not seen[t]] + [SINK_SLOT]:
+            for stage in range(4):
+                table = np.zeros((1, 6, 6), np.float32)
+                table[0, :, :5], table[0, :, 5] = rows, seen
+                if target != SINK_SLOT:
+                    table[0, target] = 0.0  # not seen
+                tables.append(table)
+                stages.append(stage)
+                targets.append(target)
+                expected.append(authors_init(rows, table[0, :, 5] > 0.5, target, stage))
+    got = init(True, jnp.asarray(np.stack(tables)), 0, jnp.asarray(stages), 6, jnp.asarray(targets))
+    np.testing.assert_allclose(np.asarray(got), np.stack(expected), rtol=1e-6, atol=1e-7)
+    # e.g. stage 3, new q1, q0 and q2 seen
+    rows = np.array([[0.9] * 5, [0.0] * 5, [0.3] * 5, [0.0] * 5, [0.0] * 5, [0.0] * 5], np.float32)
+    seen = np.array([1, 0, 1, 0, 0, 1], np.float32)
+    table = jnp.asarray(np.concatenate([rows, seen[:, None]], 1)[None])
+    np.testing.assert_allclose(_init_values(True, table, 0, 3, 6, 1), (2 * 0.9 + 0.3) / 3)
+    np.testing.assert_allclose(_init_values(False, table, 0, 3, 6, 1), (0.9 + 0.3) / 2)
 
 
 def test_authors_schedule_gives_the_last_safeguard_two_episodes():
