@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     parser.add_argument(
+        "--parser",
+        choices=("auto", "rust", "python-chess"),
+        default="auto",
+        help="PGN parser of the encode stage (same output; auto = Rust reader when installed)",
+    )
+    parser.add_argument(
         "--pgn", nargs="+", help=".pgn / .pgn.zst files or folders (default: synthetic players)"
     )
     synth = parser.add_argument_group("synthetic players")
@@ -154,7 +160,9 @@ def _run_locked(args: argparse.Namespace, out: Path) -> dict:
     data_dir = out / "tfds"
     _check_cached_filter(data_dir, game_filter)
     options = build.BuildOptions(
-        workers=args.workers or os.cpu_count() or 1, progress=not args.no_progress
+        workers=args.workers or os.cpu_count() or 1,
+        progress=not args.no_progress,
+        parser=args.parser,
     )
     builder = tfds_builder.build_dataset(data_dir, sources, game_filter, options=options)
     print(builder.info.metadata["read_summary"], flush=True)
