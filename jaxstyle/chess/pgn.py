@@ -279,19 +279,27 @@ def parse_game_recorded(
         reason = "too_short"
     if reason is not None:
         return None, reason, None
-    headers = visitor.headers
-    record = GameRecord(
-        key=game_key(headers, file_name, game.ordinal),
+    record = record_from_headers(
+        visitor.headers, file_name, game.ordinal, visitor.fen, tuple(visitor.moves)
+    )
+    return record, None, visitor.recorder
+
+
+def record_from_headers(
+    headers: dict[str, str], file_name: str, ordinal: int, fen: str, moves: tuple[str, ...]
+) -> GameRecord:
+    """The :class:`GameRecord` of a parsed game (both parsers of the build make it here)."""
+    return GameRecord(
+        key=game_key(headers, file_name, ordinal),
         white=headers.get("White", "?").strip(),
         black=headers.get("Black", "?").strip(),
         white_elo=parse_elo(headers.get("WhiteElo")),
         black_elo=parse_elo(headers.get("BlackElo")),
         time_control=headers.get("TimeControl", ""),
         result=headers.get("Result", "*"),
-        fen=visitor.fen,
-        moves=tuple(visitor.moves),
+        fen=fen,
+        moves=moves,
     )
-    return record, None, visitor.recorder
 
 
 def selection_check(

@@ -37,8 +37,7 @@ import chess.pgn
 import numpy as np
 
 from jaxstyle.chess import records
-from jaxstyle.chess.pgn import GameRecord, HeaderCheck, game_key
-from jaxstyle.chess.pgn_filters import parse_elo
+from jaxstyle.chess.pgn import HeaderCheck, record_from_headers
 from jaxstyle.chess.pgn_split import GameText
 from jaxstyle.chess.sources import decode_pgn
 
@@ -289,21 +288,10 @@ def _check_moves(rc: RustChunk, candidates: Sequence[Candidate], counts: np.ndar
 
 
 def game_record(cand: Candidate, rc: RustChunk, i: int, file_name: str, ordinal: int):
-    """The :class:`GameRecord` python-chess would make of candidate ``i``."""
-    headers = cand.headers
+    """The :class:`~jaxstyle.chess.pgn.GameRecord` python-chess would make of candidate ``i``."""
     lo, hi = rc.move_offsets[i], rc.move_offsets[i + 1]
     moves = tuple(map(_UCI.__getitem__, rc.move_key[lo:hi].tolist()))
-    return GameRecord(
-        key=game_key(headers, file_name, ordinal),
-        white=headers.get("White", "?").strip(),
-        black=headers.get("Black", "?").strip(),
-        white_elo=parse_elo(headers.get("WhiteElo")),
-        black_elo=parse_elo(headers.get("BlackElo")),
-        time_control=headers.get("TimeControl", ""),
-        result=headers.get("Result", "*"),
-        fen=chess.STARTING_FEN,
-        moves=moves,
-    )
+    return record_from_headers(cand.headers, file_name, ordinal, chess.STARTING_FEN, moves)
 
 
 def game_positions(rc: RustChunk, i: int, colors: frozenset[bool]) -> records.GamePositions:
