@@ -20,7 +20,7 @@ MODES = ("faithful", "corrected", "zero_shot", "zero_shot_faithful")
 
 _VARIANTS = {
     "tiny": dict(num_seeds=2, num_episodes=40, max_steps=100, eval_episodes=10, unroll=1),
-    "cpu": dict(num_seeds=5, num_episodes=5000, max_steps=1000, eval_episodes=100, unroll=4),
+    "cpu": dict(num_seeds=5, num_episodes=5000, max_steps=1000, eval_episodes=100, unroll=1),
     "gpu": dict(num_seeds=256, num_episodes=5000, max_steps=1000, eval_episodes=100, unroll=4),
 }
 
@@ -43,7 +43,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
             "gamma": 0.9,
             "max_steps": v["max_steps"],  # steps per episode
             "num_episodes": v["num_episodes"],
-            "unroll": v["unroll"],  # steps unrolled per scan iteration (compile vs speed)
+            # steps unrolled per scan iteration: on XLA:CPU 1 is fastest (5 seeds: 659k steps/s
+            # against 560k with 4); the gpu variant keeps 4, not measured on a GPU
+            "unroll": v["unroll"],
         }
     )
     c.optim = ml_collections.ConfigDict({"learning_rate": 0.9})  # the Q-learning alpha

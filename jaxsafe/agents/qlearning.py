@@ -118,7 +118,7 @@ class QLearningConfig:
     gamma: float = 0.9
     max_steps: int = 1000
     faithful: bool = False
-    unroll: int = 4
+    unroll: int = 1
 
     def __post_init__(self):
         if not 0.0 <= self.epsilon <= 1.0:
