@@ -1,7 +1,8 @@
 """Style vectors at CPU scale (``make reproduce``): move matching, stylometry, latent space,
 steering, on synthetic players whose true style θ and skill τ are known.
 
-Steps (quick default; ``full=True`` uses the default 400-player generator):
+Steps (quick default: 50 players × 60 games; ``full=True``: the default 400-player generator
+with 210 games per player, so that every player has 100 query games):
 
 1. generate the synthetic games and build the tfds dataset (cached in ``workdir/data``);
 2. train stages (a) base, (b) skills + style table with the STYLE-MODEL trainer
@@ -17,9 +18,10 @@ Reference vectors are the trained table rows (fitted on each player's *train* ga
 — a second cosine column — vectors refitted routing-only on each player's first
 ``refit_games`` train games exactly the way queries are fitted (same optimiser, steps and
 start), so both sides of the cosine come from one procedure. Query vectors are fitted on
-held-out games (the reference and query splits together), so a query never sees the games
-its reference was trained on. Writes ``results.json``,
-``table.md`` and ``plots/*.png`` under ``workdir``.
+held-out games (``query_splits``: the reference and query splits together in the quick run,
+the query split alone in the full one), so a query never sees the games its reference was
+trained on. Writes ``results.json`` (with ``seconds_by_part``: data, train and each
+evaluation part), ``table.md`` and ``plots/*.png`` under ``workdir``.
 """
 
 from __future__ import annotations
@@ -49,19 +51,29 @@ SETTINGS = {
         steer_plies=50,
         oracle_games=50,
     ),
+    # full: 400 players × 210 games; a 0.5 query split gives every player 100+ query games.
+    # Scoring all of them is out of a CPU's reach (fitting 400 players on 100 games each is
+    # ~1.9M positions per epoch), so fits see at most ``fit_positions_per_query`` positions
+    # drawn from the query's games, likelihood scores ``likelihood_max_positions`` of them,
+    # and move matching reads each player's first ``mm_positions_per_player`` positions.
     "full": dict(
-        generator=dict(),
-        split=(0.5, 0.1, 0.4),
+        generator=dict(games_per_player=210),
+        split=(0.4, 0.1, 0.5),
+        query_splits=("query",),
         pool_sizes=(50, 200, 400),
-        query_games=(5, 10, 20, 30, 100),
-        fit_steps=300,
+        query_games=(5, 30, 100),
+        fit_steps=150,
+        fit_batch=1024,
+        fit_positions_per_query=384,
         refit_games=30,
         likelihood_max_pool=50,
-        likelihood_max_games=30,
+        likelihood_max_games=5,
+        likelihood_max_positions=64,
+        mm_positions_per_player=100,
         steer_lambdas=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0),
-        steer_games=32,
+        steer_games=16,
         steer_plies=80,
-        oracle_games=600,
+        oracle_games=300,
     ),
 }  # fmt: skip
 
@@ -101,15 +113,38 @@ def make_data(workdir: Path, generator: dict, split: tuple) -> tuple[Path, Path]
     return games, data_dir
 
 
-def load_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """Every record of ``split`` as arrays (``planes [N, 18, 8, 8]``, ``legal_mask``, …)."""
-    from jaxstyle.chess.batching import iterate_split
+def load_split(data_dir: Path, split: str, rows=None) -> dict[str, np.ndarray]:
+    """Records of ``split`` (all, or the record indices ``rows``) as arrays (``planes [N, 18,
+    8, 8]``, ``legal_mask``, …), decoded 4096 at a time into preallocated arrays."""
+    from jaxstyle.chess.batching import collate
+    from jaxstyle.chess.tfds_builder import data_source
 
-    parts = list(iterate_split(data_dir, split, batch_size=4096))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    source = data_source(data_dir, split)
+    rows = np.arange(len(source)) if rows is None else np.asarray(rows, np.int64)
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(rows), 4096):
+        batch = collate(source.__getitems__(rows[start : start + 4096].tolist()))
+        for k, v in batch.items():
+            if k not in out:
+                out[k] = np.empty((len(rows), *v.shape[1:]), v.dtype)
+            out[k][start : start + len(v)] = v
+    return out
+
+
+def first_rows(data_dir: Path, split: str, per_player: int | None) -> np.ndarray | None:
+    """Record indices of every player's first ``per_player`` records of ``split`` (its
+    records are player-major, games in order); ``None`` when ``per_player`` is."""
+    from jaxstyle.chess.batching import player_ranges
+
+    if per_player is None:
+        return None
+    ranges = player_ranges(data_dir, split)
+    return np.concatenate([np.arange(a, a + min(c, per_player)) for _, a, c in ranges])
 
 
 def concat(*splits: dict) -> dict:
+    if len(splits) == 1:
+        return splits[0]  # no copy: the full run's query split alone is ~6 GB
     return {k: np.concatenate([s[k] for s in splits]) for k in splits[0]}
 
 
@@ -166,23 +201,33 @@ def move_matching(
 
 def refit_reference(model, data_dir: Path, reference: np.ndarray, s: dict) -> np.ndarray:
     """``[P, R]``: every player's vector fitted routing-only on its first ``refit_games``
-    train games (all it has when fewer), with the query fit's steps, rate and start; rows
-    of players without train games keep ``reference``."""
+    train games (all it has when fewer), with the query fit's steps, batch, position cap,
+    rate and start; rows of players without train games keep ``reference``."""
     from jaxstyle import stylometry
+    from jaxstyle.chess.batching import player_ranges
 
-    train = stylometry.Queries.from_batch(load_split(data_dir, "train"))
+    k = s["refit_games"]
+    ranges = player_ranges(data_dir, "train")
+    longest = 100 * k  # records the first k games span (a player moves ≤ 80 times a game)
+    train = stylometry.Queries.from_batch(
+        load_split(data_dir, "train", first_rows(data_dir, "train", longest))
+    )
     index, group = [], []
-    for p in range(len(reference)):
+    for p, _, count in ranges:
         rows = np.flatnonzero(train.player == p)
-        keep = rows[np.isin(train.game[rows], np.unique(train.game[rows])[: s["refit_games"]])]
-        index.append(keep)
-        group.append(np.full(len(keep), p))
-    index, group = np.concatenate(index), np.concatenate(group)
+        games = np.unique(train.game[rows])
+        if count > longest and len(games) <= k:
+            raise ValueError(f"player {p}'s first {k} train games span over {longest} records")
+        index.append(rows[np.isin(train.game[rows], games[:k])])
+        group.append(np.full(len(index[-1]), p))
+    index, group = stylometry.cap_per_group(
+        np.concatenate(index), np.concatenate(group), s.get("fit_positions_per_query")
+    )
     have = np.unique(group)
-    slot = np.searchsorted(have, group)
     fitted = stylometry.fit_queries(
-        model, train, index, slot, len(have),
+        model, train, index, np.searchsorted(have, group), len(have),
         steps=s["fit_steps"], learning_rate=0.1, key=jax.random.PRNGKey(1),
+        batch_size=s.get("fit_batch", 512),
     )  # fmt: skip
     out = np.array(reference, np.float32)
     out[have] = np.asarray(fitted)
@@ -338,7 +383,13 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     truth, archetypes = truth_by_id(data_dir, games)
-    held_out = concat(load_split(data_dir, "reference"), load_split(data_dir, "query"))
+    splits = s.get("query_splits", ("reference", "query"))
+    mm_rows = lambda split: first_rows(data_dir, split, s.get("mm_positions_per_player"))
+    if s.get("mm_positions_per_player") is None and len(splits) > 1:
+        held_out = queries = concat(*(load_split(data_dir, split) for split in splits))
+    else:  # move matching reads each player's first positions of its held-out games
+        held_out = concat(*(load_split(data_dir, k, mm_rows(k)) for k in ("reference", "query")))
+        queries = concat(*(load_split(data_dir, split) for split in splits))
     vectors = np.asarray(reference, np.float32)
     steps = tqdm(total=7, desc="style evaluation", unit="part")
     results, seconds = {}, {}
@@ -353,12 +404,15 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     table = stylometry.stylometry_table(
         model,
         vectors,
-        stylometry.Queries.from_batch(held_out),
+        stylometry.Queries.from_batch(queries),
         pool_sizes=s["pool_sizes"],
         query_games=s["query_games"],
         steps=s["fit_steps"],
         likelihood_max_pool=s["likelihood_max_pool"],
         likelihood_max_games=s.get("likelihood_max_games"),
+        batch_size=s.get("fit_batch", 512),
+        max_positions_per_query=s.get("fit_positions_per_query"),
+        likelihood_max_positions=s.get("likelihood_max_positions"),
         key=jax.random.PRNGKey(0),
         alternatives={"refit": refit},
     )
@@ -520,9 +574,12 @@ def reproduce(workdir: Path, *, full: bool = False) -> dict:
     s = SETTINGS["full" if full else "quick"]
     tic = time.perf_counter()
     games, data_dir = make_data(workdir, s["generator"], s["split"])
+    data_seconds, tic_train = time.perf_counter() - tic, time.perf_counter()
     model, reference, trained = train_model(games, workdir / "train", full)
+    train_seconds = time.perf_counter() - tic_train
     results = evaluate(model, reference, data_dir, games, workdir, s)
     results["trainer_metrics"] = trained["metrics"]
+    results["seconds_by_part"].update(data=data_seconds, train=train_seconds)
     results.update(
         headline=headline(results),
         table_md=table_md(results),

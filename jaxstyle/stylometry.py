@@ -137,7 +137,10 @@ class Queries:
         return {int(p): len(np.unique(self.game[self.player == p])) for p in np.unique(self.player)}
 
 
-def fit_queries(model, queries: Queries, index, group, num_groups, *, steps, learning_rate, key):
+def fit_queries(
+    model, queries: Queries, index, group, num_groups, *, steps, learning_rate, key,
+    batch_size: int | None = 512,
+):  # fmt: skip
     """``[num_groups, R]`` routing-only style vectors of the selected query positions."""
     return training.fit_style_vectors(
         model,
@@ -149,7 +152,25 @@ def fit_queries(model, queries: Queries, index, group, num_groups, *, steps, lea
         steps=steps,
         learning_rate=learning_rate,
         key=key,
+        batch_size=batch_size,
     )
+
+
+def cap_per_group(index, group, cap: int | None, seed: int = 0):
+    """``(index, group)`` with at most ``cap`` positions per group, drawn uniformly without
+    replacement (seeded; order kept); ``None`` keeps everything.
+
+    >>> cap_per_group(np.arange(5), np.array([0, 0, 0, 1, 1]), 2)[1].tolist()
+    [0, 0, 1, 1]
+    """
+    index, group = np.asarray(index), np.asarray(group)
+    if cap is None:
+        return index, group
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(group)), group))  # random order within each group
+    rank = np.arange(len(group)) - np.searchsorted(group[order], group[order])
+    keep = np.sort(order[rank < cap])
+    return index[keep], group[keep]
 
 
 def stylometry_table(
@@ -165,6 +186,9 @@ def stylometry_table(
     likelihood_max_games: int | None = None,
     key: jax.Array | None = None,
     alternatives: dict | None = None,
+    batch_size: int | None = 512,
+    max_positions_per_query: int | None = None,
+    likelihood_max_positions: int | None = None,
 ) -> dict:
     """Top-1 identification accuracy over pool size × query games.
 
@@ -179,8 +203,14 @@ def stylometry_table(
     reported as ``None``. Likelihood identification runs where ``n ≤ likelihood_max_pool``
     and ``k ≤ likelihood_max_games`` (``None``: any k; its cost grows as ``n² × k``).
 
+    Compute caps (``None``: no cap) for pools too large to score whole on a CPU: each query
+    is fitted on at most ``max_positions_per_query`` of its positions, drawn uniformly from
+    its ``k`` games (a fit of ``steps`` × ``batch_size`` samples sees about
+    ``steps · batch_size / players`` per player anyway), and scored for likelihood on at most
+    ``likelihood_max_positions``; the result records the caps under ``"caps"``.
+
     Returns ``{"rows": [{"pool", "query_games", "players", "cosine", "likelihood",
-    "random", "cosine_<name>"…}], "table_md": str}``.
+    "random", "cosine_<name>"…}], "table_md": str, "caps": dict}``.
     """
     alternatives = {k: np.asarray(v) for k, v in (alternatives or {}).items()}
     key = jax.random.PRNGKey(0) if key is None else key
@@ -194,6 +224,7 @@ def stylometry_table(
             rows += [_row(n, k, 0, alternatives) for n in pool_sizes]
             continue
         index, group = queries.first_games(eligible, k)
+        index, group = cap_per_group(index, group, max_positions_per_query, seed=k)
         vectors = np.asarray(
             fit_queries(
                 model,
@@ -204,6 +235,7 @@ def stylometry_table(
                 steps=steps,
                 learning_rate=learning_rate,
                 key=jax.random.fold_in(key, k),
+                batch_size=batch_size,
             )
         )
         for n in pool_sizes:
@@ -220,18 +252,26 @@ def stylometry_table(
                 likelihood_max_games is None or k <= likelihood_max_games
             ):
                 sel = group < n
+                cap = likelihood_max_positions
+                scored, scored_group = cap_per_group(index[sel], group[sel], cap)
                 scores = likelihood_matrix(
                     model,
-                    queries.planes[index[sel]],
-                    queries.legal_mask[index[sel]],
-                    queries.move[index[sel]],
-                    group[sel],
+                    queries.planes[scored],
+                    queries.legal_mask[scored],
+                    queries.move[scored],
+                    scored_group,
                     n,
                     reference[pool],
                 )
                 row["likelihood"] = float((scores.argmax(-1) == np.arange(n)).mean())
             rows.append(row)
-    return {"rows": rows, "table_md": format_table(rows, list(alternatives))}
+    caps = {
+        "fit_positions_per_query": max_positions_per_query,
+        "likelihood_positions_per_query": likelihood_max_positions,
+        "fit_steps": steps,
+        "fit_batch_size": batch_size,
+    }
+    return {"rows": rows, "table_md": format_table(rows, list(alternatives)), "caps": caps}
 
 
 def _row(pool: int, k: int, players: int, alternatives=(), cosine=None, likelihood=None) -> dict:

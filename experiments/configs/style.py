@@ -6,9 +6,9 @@ Exact command (the default of ``make train-style``, after ``make data-style``)::
 
 Variants: ``tiny`` (tests; a dataset given with ``--config.data.dir``), ``quick`` (the quick
 path of ``make reproduce``, ~50 players; also needs ``data.dir``), ``cpu`` (over
-``data/synthetic``; estimated 20–25 minutes on 2 idle cores from step costs measured on a
-loaded machine — stage (b) steps cost about 1.65× stage (a) steps), ``gpu`` (one accelerator
-host).
+``data/synthetic``; 27 min 16 s on 2 cores, measured inside ``make reproduce FULL=1`` on its
+400-player data: (a) 8:47, (b) 14:01, (c) 3:33, export and evaluation 0:55), ``gpu`` (one
+accelerator host).
 
 Stages: ``train.num_steps`` of (a) pretraining, ``multitask.num_steps`` of (b) skills + style
 table, ``fewshot.num_steps`` of (c) routing-only fitting for ``data.holdout_players`` unseen
@@ -49,7 +49,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model.adapt = "blocks+head"  # residual convs + the head's from/to convs
 
     c.train = base_train(  # stage (a)
-        num_steps=1500, log_every=50, checkpoint_every=500, max_to_keep=2, batch_size=256
+        num_steps=900, log_every=50, checkpoint_every=300, max_to_keep=2, batch_size=256
     )
 
     c.optim = ml_collections.ConfigDict()
@@ -59,11 +59,11 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.optim.routing_multiplier = 2.0
 
     c.multitask = ml_collections.ConfigDict()
-    c.multitask.num_steps = 1200
+    c.multitask.num_steps = 800
     c.multitask.players_per_batch = 64  # balanced: batch_size / players_per_batch each
 
     c.fewshot = ml_collections.ConfigDict()
-    c.fewshot.num_steps = 300
+    c.fewshot.num_steps = 200
     c.fewshot.games = 10  # k games per unseen player
     c.fewshot.batch_size = 256
     c.fewshot.learning_rate = 0.05

@@ -98,7 +98,10 @@ def _plan(first, second):
     return ppo.make_plan(c, [params[first], params[second]], p, p.automaton)
 
 
+# The two tests below share ``_train``'s compiled program when they run in one process:
+# under ``--dist loadgroup`` this group sends them to the same xdist worker.
 @pytest.mark.slow
+@pytest.mark.xdist_group("ppo-train")
 def test_ppo_learns_to_reach_the_task_goal_and_seeds_are_independent():
     """Task (SG1's goal): fetch wood, 3 cells up; +1 on entering the goal. The initial greedy
     policy does not; after 60 updates it does, for every vmapped seed."""
@@ -118,6 +121,7 @@ def test_ppo_learns_to_reach_the_task_goal_and_seeds_are_independent():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ppo-train")
 def test_curriculum_switches_stage_and_carries_policy_and_optimiser():
     _, train = _train()
     keys = jax.random.split(jax.random.key(1), 2)  # the same batch shape: no recompilation
@@ -150,7 +154,10 @@ def test_reset_pool_restarts_finished_episodes_and_trains():
     c = _tiny(reset_pool=2 * ENVS, stage_steps=(ENVS * STEPS * 4,))
     p = params[0]  # SG0: violations end episodes often
     plan = ppo.make_plan(c, [p], p, p.automaton)
-    runner, m = jax.jit(ppo.make_train(c, env))(jax.random.key(0), plan)
+    # compile-bound (4 updates): LLVM optimisation level 0 halves XLA's compile time; nothing
+    # here depends on the last bits of the numbers (learning is checked above, compiled as usual)
+    fast = {"xla_backend_optimization_level": 0}
+    runner, m = jax.jit(ppo.make_train(c, env), compiler_options=fast)(jax.random.key(0), plan)
     m = jax.device_get(m)
     np.testing.assert_array_equal(m["stage"], [0, 0, 0, 0])
     assert m["episodes"].sum() > 0 and np.isfinite(m["loss"]).all()

@@ -65,6 +65,20 @@ def test_queries_select_each_players_first_games_and_skip_players_without_enough
     assert sorted(set(q.game[index[group == 2]])) == [0, 1, 2]
 
 
+def test_cap_per_group_keeps_at_most_cap_distinct_positions_of_each_group_in_order():
+    group = np.repeat([0, 1, 2], [5, 2, 9])
+    index = np.arange(100, 116)
+    got_index, got_group = stylometry.cap_per_group(index, group, 3, seed=4)
+    np.testing.assert_array_equal(np.bincount(got_group), [3, 2, 3])
+    assert np.all(np.diff(got_index) > 0)  # order kept, no repeats
+    for g in range(3):  # each kept position belongs to its own group
+        assert set(got_index[got_group == g]) <= set(index[group == g])
+    again = stylometry.cap_per_group(index, group, 3, seed=4)
+    np.testing.assert_array_equal(again[0], got_index)  # seeded
+    everything = stylometry.cap_per_group(index, group, None)
+    np.testing.assert_array_equal(everything[0], index)
+
+
 @pytest.mark.slow
 def test_players_sampled_from_distinct_style_vectors_are_identified_by_both_rules():
     model = tiny_model(num_players=6)
@@ -91,6 +105,33 @@ def test_players_sampled_from_distinct_style_vectors_are_identified_by_both_rule
     assert rows[(3, 50)]["players"] == 0 and rows[(3, 50)]["cosine"] is None
     assert "| 6 | 8 |" in result["table_md"] and "n/a" in result["table_md"]
     assert "cosine top-1 (swapped reference)" in result["table_md"]
+    assert result["caps"]["fit_positions_per_query"] is None
+
+
+@pytest.mark.slow
+def test_capped_fits_and_likelihood_still_identify_distinct_players():
+    model = tiny_model(num_players=6)
+    queries = make_queries(model, players=6, games=8)
+    result = stylometry.stylometry_table(
+        model,
+        model.style_vectors(),
+        queries,
+        pool_sizes=(6,),
+        query_games=(8,),
+        steps=100,
+        key=jax.random.PRNGKey(0),
+        batch_size=64,
+        max_positions_per_query=48,  # of each player's 96 positions
+        likelihood_max_positions=32,
+    )
+    (row,) = result["rows"]
+    assert row["likelihood"] == 1.0 and row["cosine"] >= 5 / 6, row
+    assert result["caps"] == {
+        "fit_positions_per_query": 48,
+        "likelihood_positions_per_query": 32,
+        "fit_steps": 100,
+        "fit_batch_size": 64,
+    }
 
 
 def test_linear_probe_recovers_a_linear_map_and_not_noise():
