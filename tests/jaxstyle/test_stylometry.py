@@ -79,20 +79,23 @@ def test_cap_per_group_keeps_at_most_cap_distinct_positions_of_each_group_in_ord
     np.testing.assert_array_equal(everything[0], index)
 
 
-@pytest.mark.slow
-def test_players_sampled_from_distinct_style_vectors_are_identified_by_both_rules():
+def six_player_table(**kwargs) -> dict:
+    """The stylometry table of 6 tiny-model players with 8 query games each (100 fit steps)."""
     model = tiny_model(num_players=6)
     queries = make_queries(model, players=6, games=8)
-    result = stylometry.stylometry_table(
-        model,
-        model.style_vectors(),
-        queries,
+    return stylometry.stylometry_table(
+        model, model.style_vectors(), queries, steps=100, key=jax.random.PRNGKey(0), **kwargs
+    )
+
+
+@pytest.mark.slow
+def test_players_sampled_from_distinct_style_vectors_are_identified_by_both_rules():
+    vectors = tiny_model(num_players=6).style_vectors()
+    result = six_player_table(
         pool_sizes=(3, 6, 12),
         query_games=(8, 50),
-        steps=100,
         learning_rate=0.1,
-        key=jax.random.PRNGKey(0),
-        alternatives={"same": model.style_vectors(), "swapped": model.style_vectors()[::-1]},
+        alternatives={"same": vectors, "swapped": vectors[::-1]},
     )
     rows = {(r["pool"], r["query_games"]): r for r in result["rows"]}
     assert rows[(6, 8)]["likelihood"] == 1.0
@@ -110,16 +113,9 @@ def test_players_sampled_from_distinct_style_vectors_are_identified_by_both_rule
 
 @pytest.mark.slow
 def test_capped_fits_and_likelihood_still_identify_distinct_players():
-    model = tiny_model(num_players=6)
-    queries = make_queries(model, players=6, games=8)
-    result = stylometry.stylometry_table(
-        model,
-        model.style_vectors(),
-        queries,
+    result = six_player_table(
         pool_sizes=(6,),
         query_games=(8,),
-        steps=100,
-        key=jax.random.PRNGKey(0),
         batch_size=64,
         max_positions_per_query=48,  # of each player's 96 positions
         likelihood_max_positions=32,
