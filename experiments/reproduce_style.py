@@ -142,9 +142,60 @@ def first_rows(data_dir: Path, split: str, per_player: int | None) -> np.ndarray
     return np.concatenate([np.arange(a, a + min(c, per_player)) for _, a, c in ranges])
 
 
+def lazy_queries(data_dir: Path, splits, per_player: int | None = None):
+    """:class:`~jaxstyle.stylometry.Queries` over ``splits`` (concatenated; each player's
+    first ``per_player`` records of each, or all) that holds only the ``move``, ``player``
+    and ``game`` columns and reads a selection's planes and legal masks when asked — the
+    full run's query split would decode to ~6 GB, of which the fits use ~2%."""
+    from jaxstyle import stylometry
+    from jaxstyle.chess.tfds_builder import data_source
+
+    parts = []
+    for split in splits:
+        rows = first_rows(data_dir, split, per_player)
+        parts.append(
+            (split, np.arange(len(data_source(data_dir, split))) if rows is None else rows)
+        )
+    meta = concat(*(read_columns(data_dir, split, rows) for split, rows in parts))
+    starts = np.cumsum([0] + [len(rows) for _, rows in parts])
+
+    def reader(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        planes = legal = None
+        for (split, rows), lo, hi in zip(parts, starts[:-1], starts[1:], strict=True):
+            sel = np.flatnonzero((index >= lo) & (index < hi))
+            if not len(sel):
+                continue
+            unique, inverse = np.unique(rows[index[sel] - lo], return_inverse=True)
+            batch = load_split(data_dir, split, unique)  # read in record order
+            if planes is None:
+                planes = np.empty((len(index), *batch["planes"].shape[1:]), batch["planes"].dtype)
+                legal = np.empty((len(index), *batch["legal_mask"].shape[1:]), bool)
+            planes[sel], legal[sel] = batch["planes"][inverse], batch["legal_mask"][inverse]
+        if planes is None:
+            raise ValueError("no records selected")
+        return planes, legal
+
+    return stylometry.Queries(None, None, meta["move"], meta["player"], meta["game"], reader=reader)
+
+
+def read_columns(data_dir: Path, split: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"move", "player", "game": int32 [len(rows)]}`` of the records ``rows`` of
+    ``split``, without unpacking their planes or legal moves."""
+    from jaxstyle.chess.tfds_builder import data_source
+
+    source = data_source(data_dir, split)
+    keys = ("move", "player", "game")
+    out = {k: np.empty(len(rows), np.int32) for k in keys}
+    for start in range(0, len(rows), 4096):
+        records = source.__getitems__(rows[start : start + 4096].tolist())
+        for k in keys:
+            out[k][start : start + len(records)] = [r[k] for r in records]
+    return out
+
+
 def concat(*splits: dict) -> dict:
     if len(splits) == 1:
-        return splits[0]  # no copy: the full run's query split alone is ~6 GB
+        return splits[0]
     return {k: np.concatenate([s[k] for s in splits]) for k in splits[0]}
 
 
@@ -209,9 +260,7 @@ def refit_reference(model, data_dir: Path, reference: np.ndarray, s: dict) -> np
     k = s["refit_games"]
     ranges = player_ranges(data_dir, "train")
     longest = 100 * k  # records the first k games span (a player moves ≤ 80 times a game)
-    train = stylometry.Queries.from_batch(
-        load_split(data_dir, "train", first_rows(data_dir, "train", longest))
-    )
+    train = lazy_queries(data_dir, ("train",), per_player=longest)
     index, group = [], []
     for p, _, count in ranges:
         rows = np.flatnonzero(train.player == p)
@@ -385,11 +434,9 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     truth, archetypes = truth_by_id(data_dir, games)
     splits = s.get("query_splits", ("reference", "query"))
     mm_rows = lambda split: first_rows(data_dir, split, s.get("mm_positions_per_player"))
-    if s.get("mm_positions_per_player") is None and len(splits) > 1:
-        held_out = queries = concat(*(load_split(data_dir, split) for split in splits))
-    else:  # move matching reads each player's first positions of its held-out games
-        held_out = concat(*(load_split(data_dir, k, mm_rows(k)) for k in ("reference", "query")))
-        queries = concat(*(load_split(data_dir, split) for split in splits))
+    # move matching reads each player's first positions of its held-out games (or all)
+    held_out = concat(*(load_split(data_dir, k, mm_rows(k)) for k in ("reference", "query")))
+    queries = lazy_queries(data_dir, splits)
     vectors = np.asarray(reference, np.float32)
     steps = tqdm(total=7, desc="style evaluation", unit="part")
     results, seconds = {}, {}
@@ -404,7 +451,7 @@ def evaluate(model, reference, data_dir: Path, games: Path, out: Path, s: dict) 
     table = stylometry.stylometry_table(
         model,
         vectors,
-        stylometry.Queries.from_batch(queries),
+        queries,
         pool_sizes=s["pool_sizes"],
         query_games=s["query_games"],
         steps=s["fit_steps"],

@@ -21,6 +21,7 @@ archetype.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -100,20 +101,41 @@ def likelihood_matrix(
 
 @dataclasses.dataclass(frozen=True)
 class Queries:
-    """Query positions of many players: every array is ``[N]`` (``planes [N, 18, 8, 8]``,
-    ``legal_mask [N, 1880]``); ``player`` is the true player id, ``game`` the game id."""
+    """Query positions of many players: every array is ``[N]`` (``planes [N, 18, 8, 8]
+    uint8``, ``legal_mask [N, 1880] bool``); ``player`` is the true player id, ``game`` the
+    game id.
 
-    planes: np.ndarray
-    legal_mask: np.ndarray
+    ``planes`` and ``legal_mask`` may be left ``None`` and ``reader`` given instead: a
+    function of record indices ``[n]`` returning their ``(planes, legal_mask)``, so a split
+    too large for memory (the full reproduction's query split decodes to ~6 GB) is selected
+    from its small ``move``/``player``/``game`` columns and only the chosen positions read.
+    """
+
+    planes: np.ndarray | None
+    legal_mask: np.ndarray | None
     move: np.ndarray
     player: np.ndarray
     game: np.ndarray
+    reader: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __post_init__(self):
+        if self.reader is None and (self.planes is None or self.legal_mask is None):
+            raise ValueError("Queries needs planes and legal_mask, or a reader")
 
     @classmethod
     def from_batch(cls, batch: dict) -> Queries:
         return cls(
             *(np.asarray(batch[k]) for k in ("planes", "legal_mask", "move", "player", "game"))
         )
+
+    def positions(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(planes, legal_mask, move)`` of the records ``index [n]``."""
+        index = np.asarray(index, np.int64)
+        if self.reader is not None:
+            planes, legal = self.reader(index)
+        else:
+            planes, legal = self.planes[index], self.legal_mask[index]
+        return planes, legal, self.move[index]
 
     def first_games(self, players: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(index [n], group [n])``: positions of each listed player's first ``k`` games
@@ -144,9 +166,7 @@ def fit_queries(
     """``[num_groups, R]`` routing-only style vectors of the selected query positions."""
     return training.fit_style_vectors(
         model,
-        queries.planes[index],
-        queries.legal_mask[index],
-        queries.move[index],
+        *queries.positions(index),
         group,
         num_groups,
         steps=steps,
@@ -256,9 +276,7 @@ def stylometry_table(
                 scored, scored_group = cap_per_group(index[sel], group[sel], cap)
                 scores = likelihood_matrix(
                     model,
-                    queries.planes[scored],
-                    queries.legal_mask[scored],
-                    queries.move[scored],
+                    *queries.positions(scored),
                     scored_group,
                     n,
                     reference[pool],

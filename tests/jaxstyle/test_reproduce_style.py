@@ -23,6 +23,25 @@ TINY = dict(
 )
 
 
+def test_lazy_queries_read_the_same_positions_as_an_eager_load(tiny_synthetic):
+    data_dir = tiny_synthetic["data_dir"]
+    splits = ("reference", "query")
+    eager = reproduce_style.concat(*(reproduce_style.load_split(data_dir, k) for k in splits))
+    lazy = reproduce_style.lazy_queries(data_dir, splits)
+    for k in ("move", "player", "game"):
+        np.testing.assert_array_equal(getattr(lazy, k), eager[k])
+    index = np.random.default_rng(0).permutation(len(eager["move"]))[:40]
+    index[-1] = index[0]  # a record asked for twice
+    planes, legal, move = lazy.positions(index)
+    np.testing.assert_array_equal(planes, eager["planes"][index])
+    np.testing.assert_array_equal(legal, eager["legal_mask"][index])
+    np.testing.assert_array_equal(move, eager["move"][index])
+    head = reproduce_style.lazy_queries(data_dir, ("query",), per_player=3)
+    first = reproduce_style.first_rows(data_dir, "query", 3)
+    want = reproduce_style.load_split(data_dir, "query", first)
+    np.testing.assert_array_equal(head.positions(np.arange(len(first)))[0], want["planes"])
+
+
 @pytest.mark.slow
 def test_evaluation_writes_every_table_plot_and_number(tiny_synthetic, tmp_path):
     model = tiny_model(num_players=6)

@@ -148,3 +148,9 @@ def test_projection_figure_draws_one_series_per_archetype_present():
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     assert len(ax.collections) == 3 and ax.get_xlabel().startswith("PC1")
+
+
+def test_queries_without_positions_or_a_reader_are_refused():
+    column = np.zeros(3, np.int32)
+    with pytest.raises(ValueError, match="reader"):
+        stylometry.Queries(None, None, column, column, column)
