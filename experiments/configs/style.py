@@ -6,9 +6,9 @@ Exact command (the default of ``make train-style``, after ``make data-style``)::
 
 Variants: ``tiny`` (tests; a dataset given with ``--config.data.dir``), ``quick`` (the quick
 path of ``make reproduce``, ~50 players; also needs ``data.dir``), ``cpu`` (over
-``data/synthetic``; 27 min 16 s on 2 cores, measured inside ``make reproduce FULL=1`` on its
-400-player data: (a) 8:47, (b) 14:01, (c) 3:33, export and evaluation 0:55), ``gpu`` (one
-accelerator host).
+``data/synthetic``; 13 min 26 s on 2 idle cores, measured inside ``make reproduce FULL=1`` on
+its 400-player data: (a) 3:51, (b) 7:10, (c) 1:29, export and evaluation 0:56; 27 min 16 s on
+a loaded machine), ``gpu`` (one accelerator host).
 
 Stages: ``train.num_steps`` of (a) pretraining, ``multitask.num_steps`` of (b) skills + style
 table, ``fewshot.num_steps`` of (c) routing-only fitting for ``data.holdout_players`` unseen
