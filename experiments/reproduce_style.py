@@ -117,18 +117,34 @@ def load_split(data_dir: Path, split: str, rows=None) -> dict[str, np.ndarray]:
     """Records of ``split`` (all, or the record indices ``rows``) as arrays (``planes [N, 18,
     8, 8]``, ``legal_mask``, …), decoded 4096 at a time into preallocated arrays."""
     from jaxstyle.chess.batching import collate
-    from jaxstyle.chess.tfds_builder import data_source
 
-    source = data_source(data_dir, split)
-    rows = np.arange(len(source)) if rows is None else np.asarray(rows, np.int64)
     out: dict[str, np.ndarray] = {}
-    for start in range(0, len(rows), 4096):
-        batch = collate(source.__getitems__(rows[start : start + 4096].tolist()))
+    rows = _rows(data_dir, split, rows)
+    for start, records in _record_chunks(data_dir, split, rows):
+        batch = collate(records)
         for k, v in batch.items():
             if k not in out:
                 out[k] = np.empty((len(rows), *v.shape[1:]), v.dtype)
             out[k][start : start + len(v)] = v
     return out
+
+
+def _rows(data_dir: Path, split: str, rows) -> np.ndarray:
+    """``rows`` as int64 record indices, or every record of ``split`` when ``None``."""
+    from jaxstyle.chess.tfds_builder import data_source
+
+    return (
+        np.arange(len(data_source(data_dir, split))) if rows is None else np.asarray(rows, np.int64)
+    )
+
+
+def _record_chunks(data_dir: Path, split: str, rows: np.ndarray, size: int = 4096):
+    """``(start, decoded records)`` for ``rows`` of ``split``, ``size`` at a time."""
+    from jaxstyle.chess.tfds_builder import data_source
+
+    source = data_source(data_dir, split)
+    for start in range(0, len(rows), size):
+        yield start, source.__getitems__(rows[start : start + size].tolist())
 
 
 def first_rows(data_dir: Path, split: str, per_player: int | None) -> np.ndarray | None:
@@ -148,14 +164,10 @@ def lazy_queries(data_dir: Path, splits, per_player: int | None = None):
     and ``game`` columns and reads a selection's planes and legal masks when asked — the
     full run's query split would decode to ~6 GB, of which the fits use ~2%."""
     from jaxstyle import stylometry
-    from jaxstyle.chess.tfds_builder import data_source
 
-    parts = []
-    for split in splits:
-        rows = first_rows(data_dir, split, per_player)
-        parts.append(
-            (split, np.arange(len(data_source(data_dir, split))) if rows is None else rows)
-        )
+    parts = [
+        (split, _rows(data_dir, split, first_rows(data_dir, split, per_player))) for split in splits
+    ]
     meta = concat(*(read_columns(data_dir, split, rows) for split, rows in parts))
     starts = np.cumsum([0] + [len(rows) for _, rows in parts])
 
@@ -181,13 +193,9 @@ def lazy_queries(data_dir: Path, splits, per_player: int | None = None):
 def read_columns(data_dir: Path, split: str, rows: np.ndarray) -> dict[str, np.ndarray]:
     """``{"move", "player", "game": int32 [len(rows)]}`` of the records ``rows`` of
     ``split``, without unpacking their planes or legal moves."""
-    from jaxstyle.chess.tfds_builder import data_source
-
-    source = data_source(data_dir, split)
     keys = ("move", "player", "game")
     out = {k: np.empty(len(rows), np.int32) for k in keys}
-    for start in range(0, len(rows), 4096):
-        records = source.__getitems__(rows[start : start + 4096].tolist())
+    for start, records in _record_chunks(data_dir, split, rows):
         for k in keys:
             out[k][start : start + len(records)] = [r[k] for r in records]
     return out
