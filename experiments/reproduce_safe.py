@@ -15,7 +15,7 @@ gridworld, 5000 episodes per run, seeds vmapped:
 When ``experiments/safe_ppo_experiments.py`` is present its PPO comparison (gridworld and
 Craftax-Classic, with baselines) is run under ``workdir/ppo`` and merged. Writes
 ``workdir/results.json`` and PNG plots; returns ``headline``, ``table_md``, ``plots``.
-Quick: 5 seeds (+ the PPO quick part); full: 10 seeds.
+Quick: 20 seeds (+ the PPO quick part); full: 64 seeds.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def reproduce(workdir: pathlib.Path, *, full: bool = False) -> dict[str, Any]:
     (workdir / "plots").mkdir(parents=True, exist_ok=True)
     config = get_config("cpu")
     config.modes = ",".join(MODES)
-    config.num_seeds = 10 if full else 5
+    config.num_seeds = 64 if full else 20
     t0, c0 = time.perf_counter(), time.process_time()
     tabular = {m: _jsonable(r) for m, r in run_modes(config, workdir / "qlearning").items()}
     timings = {"tabular": {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}}

@@ -44,6 +44,7 @@ __all__ = [
     "move",
     "render_rgb",
     "render_text",
+    "slipped_action",
 ]
 
 SIZE = 10
@@ -128,9 +129,21 @@ def move(
     (``slip_u``, ``slip_u_action`` uniform in [0, 1)). The one dynamics of the gridworld: the
     gymnax env and the jitted Q-learner (which draws its uniforms in bulk) both call it.
     """
-    random_action = jnp.minimum((slip_u_action * len(ACTIONS)).astype(jnp.int32), 4)
-    action = jnp.where(slip_u < slip_prob, random_action, action)
+    action = slipped_action(action, slip_u, slip_u_action, slip_prob)
     return jnp.clip(pos + jnp.asarray(MOVES)[action], 0, SIZE - 1)
+
+
+def slipped_action(
+    action: jax.Array,
+    slip_u: jax.Array,
+    slip_u_action: jax.Array,
+    slip_prob: float | jax.Array = 0.05,
+) -> jax.Array:
+    """int32[]: the action actually taken: ``floor(5 * slip_u_action)`` if ``slip_u <
+    slip_prob``, else ``action`` (the slip of :func:`move`, for callers that look the move up
+    in a precomputed table)."""
+    random_action = jnp.minimum((slip_u_action * len(ACTIONS)).astype(jnp.int32), 4)
+    return jnp.where(slip_u < slip_prob, random_action, action)
 
 
 def jitter_from_uniform(u: jax.Array, jitter_prob: float | jax.Array = 0.05) -> jax.Array:

@@ -11,6 +11,7 @@ RATIOS = (
     "multispec16_over_single",
     "env_automaton_speedup_vs_python",
     "tabular_protocol_speedup_vs_authors",
+    "tabular_protocol_speedup_vs_lean_python",
 )
 
 
@@ -31,8 +32,9 @@ def test_bench_safe_prints_every_ratio_with_its_spread(capsys, tmp_path):
     assert printed["steps_per_second"]["tabular_protocol_python"]["median"] > 0
 
 
-def test_authors_loop_runs_its_episodes_and_counts_steps():
-    steps = safe.authors_training_loop(3, max_steps=40)
+@pytest.mark.parametrize("lean", [False, True])
+def test_authors_loop_runs_its_episodes_and_counts_steps(lean):
+    steps = safe.authors_training_loop(3, max_steps=40, lean=lean)
     assert 3 <= steps <= 3 * 40
 
 

@@ -2,6 +2,8 @@
 written here from the authors' ``minecraft.py`` (faithful) and from the corrected rules; the
 stage schedule, task states, evaluation and vmap-over-seeds behaviour."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ from jaxsafe.agents import (
     stage_summary,
     task_states,
 )
-from jaxsafe.agents.qlearning import CHUNK, NUM_UNIFORMS, _init_values
+from jaxsafe.agents.qlearning import _init_values, draw_uniforms
 from jaxsafe.envs import label_grid
 
 SPECS = [load_spec(f"sg{i}") for i in range(4)]
@@ -73,15 +75,16 @@ def reference_learner(key, episodes, cfg):
         q = spec.initial
         while episode < stops[stage]:
             key, sub = jax.random.split(key)
-            for u in np.asarray(jax.random.uniform(sub, (CHUNK, NUM_UNIFORMS))):
+            for u in np.asarray(draw_uniforms(sub)):
                 if episode >= stops[stage]:
                     break  # the rest of the chunk is masked
                 cell, s = pos[0] * 10 + pos[1], slot[q]
                 vals = q_tab[cell, s]
-                greedy = int(np.argmax(np.where(vals == vals.max(), u[:5], -1.0)))
-                action = min(int(u[6] * 5), 4) if u[5] < cfg.epsilon else greedy
-                if u[7] < 0.05:  # slip
-                    action_moved = min(int(u[8] * 5), 4)
+                ties = np.flatnonzero(vals == vals.max())
+                greedy = int(ties[min(int(u[4] * len(ties)), len(ties) - 1)])
+                action = min(int(u[1] * 5), 4) if u[0] < cfg.epsilon else greedy
+                if u[2] < 0.05:  # slip
+                    action_moved = min(int(u[3] * 5), 4)
                 else:
                     action_moved = action
                 pos = np.clip(pos + MOVES[action_moved], 0, 9)
@@ -111,7 +114,7 @@ def reference_learner(key, episodes, cfg):
                 if viol or steps >= cfg.max_steps:
                     violations.append(viol)
                     pos, q, steps, episode = np.array([5, 2]), spec.initial, 0, episode + 1
-                    jitter = jitter_of(u[9])
+                    jitter = jitter_of(u[5])
     return q_tab, seen, np.array(violations)
 
 
@@ -198,25 +201,44 @@ def test_training_and_evaluation_report_per_seed_statistics():
         QLearningConfig(epsilon=1.5)
 
 
-def test_every_protocol_variant_runs_the_same_compiled_program():
-    """faithful/corrected, curriculum/zero-shot: the variant, specs and budgets are data."""
+def test_protocols_of_one_variant_share_one_compiled_program():
+    """Curriculum or zero-shot, any specs and budgets: data. The faithful/corrected rule is
+    static (folding the other rule away halves the step), so the two variants are two programs."""
     from jaxsafe.agents import qlearning
 
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    cfg = QLearningConfig(max_steps=60, unroll=1)
+    faithful = dataclasses.replace(cfg, faithful=True)
+    zero_shot = dict(task_index=[0, 0, 0, 0])
     variants = [
-        make_qlearning(SPECS, (6, 6, 6, 2), QLearningConfig(max_steps=60, unroll=1)),
-        make_qlearning(SPECS, (5, 5, 5, 5), QLearningConfig(max_steps=60, faithful=True, unroll=1)),
-        make_qlearning(
-            [SPECS[3]] * 4,
-            (5, 5, 5, 5),
-            QLearningConfig(max_steps=60, unroll=1),
-            task_index=[0, 0, 0, 0],
-        ),  # fmt: skip
+        make_qlearning(SPECS, (6, 6, 6, 2), cfg),
+        make_qlearning(SPECS, (5, 5, 5, 5), cfg),
+        make_qlearning([SPECS[3]] * 4, (5, 5, 5, 5), cfg, **zero_shot),
+        make_qlearning(SPECS, (5, 5, 5, 5), faithful),
+        make_qlearning([SPECS[3]] * 4, (6, 6, 6, 2), faithful, **zero_shot),
     ]
-    jax.block_until_ready(variants[0].train_stage(variants[0].init(keys), 0))
-    before = qlearning._train_stage_jit._cache_size()
-    for learner in variants[1:]:
+    sizes = []
+    for learner in variants:
         state = jax.block_until_ready(learner.train_stage(learner.init(keys), 0))
-        assert int(np.asarray(state.episode).min()) == 5  # it ran its own stage budget
-    assert qlearning._train_stage_jit._cache_size() == before
+        assert int(np.asarray(state.episode).min()) == learner.curriculum.episodes_per_stage[0]
+        sizes.append(qlearning._train_stage_jit._cache_size())
+    assert sizes[1] == sizes[2] == sizes[0]  # corrected: one program
+    assert sizes[4] == sizes[3] <= sizes[0] + 1  # faithful: one more at most (maybe cached)
     assert variants[1].curriculum.episodes_per_stage == (5, 5, 5, 5)
+
+
+def test_greedy_breaks_exact_ties_uniformly_with_one_draw():
+    from jaxsafe.agents.qlearning import _greedy
+
+    values = jnp.asarray([1.0, 1.0, 0.5, 1.0, -2.0])
+    u = jnp.linspace(0.0, 1.0, 3000, endpoint=False)
+    picks = np.asarray(jax.vmap(_greedy, in_axes=(0, None))(u, values))
+    np.testing.assert_array_equal(np.bincount(picks, minlength=5), [1000, 1000, 0, 1000, 0])
+    assert int(_greedy(jnp.float32(0.99), jnp.asarray([0.0, 0.0, 0.0, 0.0, 3.0]))) == 4
+
+
+def test_chunk_uniforms_are_16_bit_and_cover_the_unit_interval():
+    u = np.asarray(draw_uniforms(jax.random.PRNGKey(0)))
+    assert u.min() >= 0.0 and u.max() < 1.0
+    np.testing.assert_array_equal(u * 65536, np.round(u * 65536))  # k / 2**16
+    assert abs(u.mean() - 0.5) < 0.02 and abs((u < 0.1).mean() - 0.1) < 0.02
