@@ -61,9 +61,10 @@ Speed (``make bench-safe``, key ``tabular_protocol_speedup_vs_authors``): on XLA
 kernel of the loop body costs a fixed launch of ~0.1 us whatever its size, so the step is
 written to few kernels (one product-table gather for env + safeguard, reductions over five
 actions and six slots unrolled into elementwise chains, a single uniform for tie-breaks,
-16-bit uniforms): 1.25 to 1.67 M env steps/s (median 1.41 M) on this 2-core CPU for the
-5-seed protocol, where the slowest seed (its episodes run to the 1000-step cap) sets the wall
-time; before this layout it ran 0.72 to 1.1 M.
+16-bit uniforms, episode records written once per chunk): 1.56 to 1.72 M env steps/s
+(median 1.57 M) on this 2-core CPU for the 5-seed protocol, where the slowest seed (its
+episodes run to the 1000-step cap) sets the wall time; before this layout it ran 0.72 to
+1.1 M.
 """
 
 from __future__ import annotations
@@ -423,23 +424,28 @@ def _product_table(params: SafeguardParams, slot: jax.Array, task: jax.Array) ->
 
 
 class _Carry(NamedTuple):
-    """One seed's loop state inside a stage: ``ints`` int32[7] = (cell, jitter, q, slot of q,
-    steps into the episode, episodes finished, task reached) packed so that one fusion writes
-    them; ``value0`` float32[] ``max_a Q[s0, a]`` of the running episode."""
+    """One seed's loop state inside a stage: ``table`` float32[C, S, A + 1]; ``ints``
+    int32[7] = (cell, jitter, q, slot of q, steps into the episode, episodes finished, task
+    reached) packed so that one fusion writes them; ``value0`` float32[] ``max_a Q[s0, a]`` of
+    the running episode."""
 
     table: jax.Array
     ints: jax.Array
     value0: jax.Array
-    history: jax.Array
 
 
-def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, c: _Carry, u: jax.Array) -> _Carry:
+def _step(
+    cfg: QLearningConfig, num_slots: int, sg: _Stage, c: _Carry, u: jax.Array
+) -> tuple[_Carry, jax.Array]:
     """One environment step and Q update of one seed (a no-op once it reached ``sg.stop``).
 
-    ``u`` float32[NUM_UNIFORMS]: this step's uniform draws. The step is three gathers (the
-    current row, the product transition, the next cell's rows), elementwise work and two
-    scatters: on XLA:CPU each kernel costs a fixed launch, so reductions over the 5 actions
-    and 6 slots are unrolled into elementwise chains."""
+    ``u`` float32[NUM_UNIFORMS]: this step's uniform draws. Returns the carry and the step's
+    episode record float32[5] (violated, steps, task reached, ``max_a Q[s0, a]``, the episode
+    index if the step ended it, else -1), which the chunk writes to the history in one
+    scatter. The step is three gathers (the current row, the product transition, the next
+    cell's rows), elementwise work and one scatter: on XLA:CPU each kernel costs a fixed
+    launch, so reductions over the 5 actions and 6 slots are unrolled into elementwise
+    chains."""
     cell, jitter, q, s, steps, episode, task_now = (c.ints[i] for i in range(7))
     active = episode < sg.stop
     row = c.table[cell, s]
@@ -454,22 +460,22 @@ def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, c: _Carry, u: jax.Ar
     reward, violation, task_hit = t[3], t[4] > 0.5, t[5] > 0.5
 
     with jax.named_scope("q_update"):
-        faithful = cfg.faithful  # static: one program per variant, the other rule folded away
-        block = c.table[cell2]
-        row2, came_from = block[s2], block[s]
+        block = c.table[cell2]  # [S, A + 1]: every slot of the next cell
+        row2 = block[s2]
         new = row2[NUM_ACTIONS] < 0.5
-        init = _init_block(faithful, block, sg.index, num_slots, s2)
-        # corrected: inherit from the automaton state it was entered from, if known
-        inherit = ~faithful & (came_from[NUM_ACTIONS] > 0.5)
-        init = jnp.where(inherit, came_from[:NUM_ACTIONS], init)
-        stored = jnp.where(new, init, row2[:NUM_ACTIONS])
-        boot = jnp.where(
-            faithful,  # 5 zeros and 5 initial values are maxed for a new state
-            jnp.where(new, jnp.maximum(_max5(init), 0.0), _max5(stored)),
-            jnp.where(violation, 0.0, _max5(stored)),
-        )
+        init = _init_block(cfg.faithful, block, sg.index, num_slots, s2)
+        if cfg.faithful:  # static: each variant's program holds only its own rule
+            stored = jnp.where(new, init, row2[:NUM_ACTIONS])
+            # their bootstrap maxes 5 zeros and the 5 initial values of a new state
+            boot = jnp.where(new, jnp.maximum(_max5(init), 0.0), _max5(stored))
+            u_act = greedy  # the greedy action, even after an exploratory one
+        else:  # inherit from the automaton state it was entered from, if known
+            came_from = block[s]
+            init = jnp.where(came_from[NUM_ACTIONS] > 0.5, came_from[:NUM_ACTIONS], init)
+            stored = jnp.where(new, init, row2[:NUM_ACTIONS])
+            boot = jnp.where(violation, 0.0, _max5(stored))  # the sink is terminal
+            u_act = action
         target = reward + cfg.gamma * boot
-        u_act = jnp.where(faithful, greedy, action)
         hit = jnp.arange(NUM_ACTIONS) == u_act
         updated = jnp.where(hit, (1 - cfg.alpha) * values + cfg.alpha * target, values)
         same = (cell2 == cell) & (s2 == s)  # then s' is not new and both rows agree
@@ -491,13 +497,13 @@ def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, c: _Carry, u: jax.Ar
         # max_a Q[s0, a] at the episode's start is the row its first step reads
         value0 = jnp.where(c.ints[4] == 0, _max5(values), c.value0)
         entry = jnp.stack([violation, steps, task_now, value0]).astype(jnp.float32)
-        e = jnp.where(done, episode, c.history.shape[0])  # out of bounds unless it ended
-        history = c.history.at[e].set(entry, mode="drop")
+        # the episode's record, written after the chunk (out of bounds, so dropped, unless done)
+        record = jnp.concatenate([entry, jnp.where(done, episode, -1)[None].astype(jnp.float32)])
         jitter2 = jitter_from_uniform(u[5], sg.jitter_prob)
         reset = jnp.stack([START_CELL, jitter2, sg.initial, sg.initial_slot, 0, episode + 1, 0])
         moved_on = jnp.stack([cell2, jitter, q2, s2, steps, episode, task_now.astype(jnp.int32)])
         ints = jnp.where(done, reset, jnp.where(active, moved_on, c.ints))
-        return _Carry(table, ints, jnp.where(active, value0, c.value0), history)
+        return _Carry(table, ints, jnp.where(active, value0, c.value0)), record
 
 
 def _init(cur: Curriculum, key: jax.Array) -> QState:
@@ -553,7 +559,7 @@ def _enter_stage(cur: Curriculum, state: QState, stage: jax.Array) -> tuple[_Sta
     q = jnp.where(state.steps == 0, initial, state.q)
     fields = (_cell(state.pos), state.jitter, q, slot[q], state.steps, state.episode)
     ints = jnp.stack([*fields, state.task_now.astype(jnp.int32)], axis=-1)
-    return sg, _Carry(state.table, ints, state.value0_now, state.history)
+    return sg, _Carry(state.table, ints, state.value0_now)
 
 
 def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) -> QState:
@@ -564,18 +570,24 @@ def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) ->
         next_key, sub = jax.random.split(key)
         return next_key, draw_uniforms(sub)
 
-    def chunk(key_carry):
-        key, c = key_carry
+    def chunk(loop):
+        key, c, history = loop
         next_key, uniforms = jax.vmap(draw)(key)  # [N, CHUNK, U]
         active = c.ints[:, 5] < sg.stop  # a finished seed keeps its key: its run is its own
         uniforms = jnp.swapaxes(uniforms, 0, 1)  # scan over steps, vmap over seeds inside
-        c = jax.lax.scan(lambda c, u: (step(c, u), None), c, uniforms, unroll=cfg.unroll)[0]
-        return jnp.where(active[:, None], next_key, key), c
+        c, records = jax.lax.scan(step, c, uniforms, unroll=cfg.unroll)  # [CHUNK, N, 5]
+        seeds = jnp.broadcast_to(jnp.arange(records.shape[1]), records.shape[:2])
+        episode = records[..., 4].astype(jnp.int32)  # -1 unless the step ended an episode
+        episode = jnp.where(episode < 0, history.shape[1], episode)  # out of bounds: dropped
+        history = history.at[seeds, episode].set(records[..., :4], mode="drop")
+        return jnp.where(active[:, None], next_key, key), c, history
 
     step = jax.vmap(partial(_step, cfg, cur.num_slots, sg))
     with jax.named_scope("qlearning"):
-        key, c = jax.lax.while_loop(
-            lambda kc: jnp.any(kc[1].ints[:, 5] < sg.stop), chunk, (state.key, carry)
+        key, c, history = jax.lax.while_loop(
+            lambda loop: jnp.any(loop[1].ints[:, 5] < sg.stop),
+            chunk,
+            (state.key, carry, state.history),
         )
     cell = c.ints[:, 0]
     return QState(
@@ -588,7 +600,7 @@ def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) ->
         episode=c.ints[:, 5],
         task_now=c.ints[:, 6] > 0,
         value0_now=c.value0,
-        history=c.history,
+        history=history,
     )
 
 
