@@ -123,12 +123,20 @@ def make_rollout(env, params, num_envs: int, num_steps: int, num_specs: int | No
     return (lambda: compiled(key)), num_envs * num_steps * (num_specs or 1), compile_s
 
 
-def compare(programs: dict, repeats: int, first: str, second: str) -> tuple[dict, dict]:
-    """``(ratio of throughputs first/second, steps/s per program)``, both with spread."""
+def compare_all(programs: dict, repeats: int, first: str, others) -> tuple[dict, dict]:
+    """``({other: ratio of throughputs first/other}, steps/s per program)``, all with spread;
+    every program of ``programs`` (``name -> (fn, items per call)``) timed side by side."""
     times = timing.side_by_side({k: v[0] for k, v in programs.items()}, repeats)
     items = {k: v[1] for k, v in programs.items()}
-    per_repeat = (items[first] / times[first]) / (items[second] / times[second])
-    return timing.spread(per_repeat), timing.rates(times, items)
+    rate = {k: items[k] / times[k] for k in programs}
+    ratios = {other: timing.spread(rate[first] / rate[other]) for other in others}
+    return ratios, timing.rates(times, items)
+
+
+def compare(programs: dict, repeats: int, first: str, second: str) -> tuple[dict, dict]:
+    """``(ratio of throughputs first/second, steps/s per program)``, both with spread."""
+    ratios, sps = compare_all(programs, repeats, first, [second])
+    return ratios[second], sps
 
 
 # ------------------------------------------------------------------------------ Python references
@@ -337,9 +345,9 @@ def authors_training_loop(
                 if counter:
                     for a in actions:
                         q_table[str(nxt)][a] /= counter
-            reward = -0.1 if q_next == -1 else 0.1
             old = q_table[str(current)][greedy]
             if lean:
+                reward = -0.1 if q_next == -1 else 0.1
                 boot = max(q_table[str(nxt)][a] for a in actions)
                 if new:  # their bootstrap maxes 5 zeros and the 5 initialised values
                     boot = max(boot, 0.0)
@@ -390,14 +398,8 @@ def tabular_protocol(episodes: int, seeds: int, max_steps: int, python_episodes:
     )
     programs = {"jax": (lambda: learner.run(learner.init(keys)).history, jax_steps)}
     programs.update({name: (loops[name], py_steps[name]) for name in loops})
-    times = timing.side_by_side({k: v[0] for k, v in programs.items()}, repeats)
-    items = {k: v[1] for k, v in programs.items()}
-    rate = {k: items[k] / times[k] for k in programs}
-    ratios = {
-        key: timing.spread(rate["jax"] / rate[name])
-        for name, key in (("python", "authors"), ("python_lean", "lean"))
-    }
-    return ratios, timing.rates(times, items), compile_s
+    ratios, sps = compare_all(programs, repeats, "jax", ["python", "python_lean"])
+    return {"authors": ratios["python"], "lean": ratios["python_lean"]}, sps, compile_s
 
 
 # ------------------------------------------------------------------------------ main
