@@ -86,3 +86,24 @@ def test_two_processes_form_one_eight_device_mesh_and_agree():
         assert (r["devices"], r["local"], r["processes"]) == (8, 4, 2)
         assert r["shape"] == [8, 2]
         assert r["total"] == pytest.approx(expected)
+
+
+def test_small_loop_flags_append_the_threshold_once(monkeypatch):
+    import doctest
+
+    from jaxcommon import xla_cpu
+
+    assert doctest.testmod(xla_cpu).attempted == 1 and doctest.testmod(xla_cpu).failed == 0
+    flags = xla_cpu.small_loop_flags(4096, "--xla_cpu_enable_fast_math=false")
+    assert flags.split() == [
+        "--xla_cpu_enable_fast_math=false",
+        "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=4096",
+    ]
+    with pytest.raises(ValueError, match="already sets"):
+        xla_cpu.small_loop_flags(4096, flags)
+    with pytest.raises(ValueError, match=">= 0"):
+        xla_cpu.small_loop_flags(-1, "")
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert xla_cpu.small_loops_enabled() == (jax.default_backend() == "cpu")
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert not xla_cpu.small_loops_enabled()

@@ -18,9 +18,13 @@ Keys (throughput ratios, first / second, each ``{"median", "min", "max"}``):
                                        automaton step, epsilon-greedy, Q and U updates on dict
                                        tables keyed by ``str([row, col, q])``, the path), run for
                                        fewer episodes; it runs as fast as the authors' own
-                                       ``minecraft.py`` on this CPU (both ~3e4 steps/s, idle)
+                                       ``minecraft.py`` on this CPU (both ~3e4 steps/s, idle).
+                                       Run in a subprocess with XLA:CPU's small-loop option on
+                                       (:mod:`jaxcommon.xla_cpu`), so the step loop is one kernel
   tabular_protocol_speedup_vs_lean_python  the same protocol / the loop without what does not
                                        change the Q-learner (no U table, path, NumPy reductions)
+  tabular_protocol_default_xla         both ratios again in this process, XLA's default options
+                                       (the table update is then a scatter)
   ppo_*                                merged from :mod:`experiments.bench.safe_ppo` when present
 """
 
@@ -28,8 +32,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import operator
+import os
 import random
+import subprocess
+import sys
 import time
 import warnings
 from functools import partial
@@ -42,6 +50,7 @@ from gymnax.environments.classic_control import CartPole
 import jaxsafe
 from experiments.bench import timing
 from experiments.bench.report import default_out, emit
+from jaxcommon import xla_cpu
 from jaxsafe.agents import QLearningConfig, make_qlearning, stage_episodes
 from jaxsafe.envs import GRIDWORLD_LABELLER, LABELS, GridWorld
 from jaxsafe.envs.gridworld import OBJECTS, SIZE, START
@@ -402,6 +411,38 @@ def tabular_protocol(episodes: int, seeds: int, max_steps: int, python_episodes:
     return {"authors": ratios["python"], "lean": ratios["python_lean"]}, sps, compile_s
 
 
+def _protocol_args(args) -> list:
+    return [args.protocol_episodes, args.protocol_seeds, args.protocol_max_steps,
+            args.python_episodes, args.protocol_repeats]  # fmt: skip
+
+
+def _protocol_keys(ratios: dict, rate: dict) -> dict:
+    return {
+        "tabular_protocol_speedup_vs_authors": ratios["authors"],
+        "tabular_protocol_speedup_vs_lean_python": ratios["lean"],
+        "steps_per_second": {f"tabular_protocol_{k}": v for k, v in rate.items()},
+    }
+
+
+def _protocol_small_loops(args) -> tuple[dict, float]:
+    """:func:`tabular_protocol` in a child process with XLA:CPU's small-loop option on."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    flags = env.get("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = (
+        flags if xla_cpu.SMALL_LOOP_OPTION in flags else xla_cpu.small_loop_flags(flags=flags)
+    )
+    timing.progress(f"tabular protocol in a subprocess, XLA_FLAGS={env['XLA_FLAGS']!r}")
+    cmd = [sys.executable, "-m", "experiments.bench.safe", "--protocol-only", "--out", ""]
+    cmd += ["--protocol-episodes", str(args.protocol_episodes)]
+    cmd += ["--protocol-seeds", str(args.protocol_seeds)]
+    cmd += ["--protocol-max-steps", str(args.protocol_max_steps)]
+    cmd += ["--python-episodes", str(args.python_episodes)]
+    cmd += ["--protocol-repeats", str(args.protocol_repeats)]
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    return child["keys"], child["compile_s"]
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -425,8 +466,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--python-episodes", type=int, default=40)
     ap.add_argument("--protocol-repeats", type=int, default=2)
     ap.add_argument("--ppo", choices=("full", "quick", "off"), default="full")
+    ap.add_argument("--protocol-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=default_out("safe"), help="also write the JSON here")
     args = ap.parse_args(argv)
+    if args.protocol_only:  # the child of _protocol_small_loops: one JSON line
+        ratios, rate, compile_protocol = tabular_protocol(*_protocol_args(args))
+        out = {"keys": _protocol_keys(ratios, rate), "compile_s": compile_protocol}
+        print(json.dumps(out), flush=True)
+        return out
 
     grid = GridWorld()
     sg3 = jaxsafe.load_spec("sg3")
@@ -483,17 +530,15 @@ def main(argv: list[str] | None = None) -> dict:
     )
     sps.update({f"env_automaton_{k}": v for k, v in rate.items()})
 
-    ratios, rate, protocol_compile = tabular_protocol(
-        args.protocol_episodes,
-        args.protocol_seeds,
-        args.protocol_max_steps,
-        args.python_episodes,
-        args.protocol_repeats,
+    keys, compile_s["tabular_protocol"] = _protocol_small_loops(args)
+    sps.update(keys.pop("steps_per_second"))
+    result.update(keys)
+    ratios, rate, compile_s["tabular_protocol_default_xla"] = tabular_protocol(
+        *_protocol_args(args)
     )
-    result["tabular_protocol_speedup_vs_authors"] = ratios["authors"]
-    result["tabular_protocol_speedup_vs_lean_python"] = ratios["lean"]
-    sps.update({f"tabular_protocol_{k}": v for k, v in rate.items()})
-    compile_s["tabular_protocol"] = protocol_compile
+    default = _protocol_keys(ratios, rate)
+    sps.update({f"{k}_default_xla": v for k, v in default.pop("steps_per_second").items()})
+    result["tabular_protocol_default_xla"] = default
 
     ppo = {} if args.ppo == "off" else _ppo_keys(quick=args.ppo == "quick")
     out = {

@@ -30,6 +30,11 @@ def test_bench_safe_prints_every_ratio_with_its_spread(capsys, tmp_path):
         assert 0 < r["min"] <= r["median"] <= r["max"], key
     assert "speedup_vs_python" not in printed  # renamed: it is env + automaton only
     assert printed["steps_per_second"]["tabular_protocol_python"]["median"] > 0
+    default = printed["tabular_protocol_default_xla"]  # the same protocol without the option
+    for key in RATIOS[-2:]:
+        assert 0 < default[key]["min"] <= default[key]["max"], key
+    assert printed["steps_per_second"]["tabular_protocol_jax_default_xla"]["median"] > 0
+    assert printed["compile_seconds"]["tabular_protocol"] > 0
 
 
 @pytest.mark.parametrize("lean", [False, True])

@@ -3,6 +3,7 @@ written here from the authors' ``minecraft.py`` (faithful) and from the correcte
 stage schedule, task states, evaluation and vmap-over-seeds behaviour."""
 
 import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -118,10 +119,12 @@ def reference_learner(key, episodes, cfg):
     return q_tab, seen, np.array(violations)
 
 
-@pytest.mark.parametrize("faithful", [True, False])
-def test_jitted_learner_matches_the_numpy_reference_step_for_step(faithful):
+@pytest.mark.parametrize(
+    "faithful,writes", [(True, "scatter"), (True, "slices"), (False, "scatter"), (False, "slices")]
+)
+def test_jitted_learner_matches_the_numpy_reference_step_for_step(faithful, writes):
     # short episodes: near the 1.0 fixed point, ulp-level rounding would decide greedy ties
-    cfg = QLearningConfig(max_steps=60, faithful=faithful, unroll=1)
+    cfg = QLearningConfig(max_steps=60, faithful=faithful, unroll=1, table_writes=writes)
     episodes = (6, 6, 6, 2)
     learner = make_qlearning(SPECS, episodes, cfg)
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
@@ -242,3 +245,23 @@ def test_chunk_uniforms_are_16_bit_and_cover_the_unit_interval():
     assert u.min() >= 0.0 and u.max() < 1.0
     np.testing.assert_array_equal(u * 65536, np.round(u * 65536))  # k / 2**16
     assert abs(u.mean() - 0.5) < 0.02 and abs((u < 0.1).mean() - 0.1) < 0.02
+
+
+def test_both_table_write_forms_equal_a_numpy_reference_in_order():
+    from jaxsafe.agents.qlearning import _write_rows
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(3, 7, 4, 6)).astype(np.float32)
+    cells = np.array([[2, 5], [1, 1], [6, 0]], np.int32)
+    slots = np.array([[3, 0], [2, 2], [1, 1]], np.int32)  # seed 1 writes one entry twice
+    rows = rng.normal(size=(3, 2, 6)).astype(np.float32)
+    rows[1, 1] = rows[1, 0]  # as the step writes it: both rows agree when they meet
+    expected = table.copy()
+    for n in range(3):
+        for j in range(2):
+            expected[n, cells[n, j], slots[n, j]] = rows[n, j]
+    for slices in (False, True):
+        got = jax.jit(partial(_write_rows, slices=slices))(table, cells, slots, rows)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="table_writes"):
+        QLearningConfig(table_writes="dense")
