@@ -56,12 +56,9 @@ train-style: $(STAMP)  ## train the style-vector chess model
 	$(call need,experiments/train_style.py,the jaxstyle trainer)
 	$(PY) -m experiments.train_style --config $(or $(CONFIG),experiments/configs/style.py:cpu) $(ARGS)
 
-# XLA:CPU compiles small loops into one kernel under this byte threshold (jaxcommon/xla_cpu.py)
-SMALL_LOOPS := --xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=4000000
-
 train-safe: $(STAMP)  ## train safe-RL agents with progressive safeguards
 	$(call need,experiments/train_safe.py,the jaxsafe trainer)
-	XLA_FLAGS="$(strip $(XLA_FLAGS) $(SMALL_LOOPS))" \
+	XLA_FLAGS="$$($(PY) -m jaxcommon.xla_cpu)" \
 	  $(PY) -m experiments.train_safe --config $(or $(CONFIG),experiments/configs/safe.py:cpu) $(ARGS)
 
 reproduce: $(STAMP)  ## the main job: each paper's comparison at CPU scale (FULL=1: the full one)

@@ -138,8 +138,11 @@ def _one_line(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def check(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, Path]:
+def check(argv: Sequence[str], *, subruns: bool = False) -> tuple[ml_collections.ConfigDict, Path]:
     """``parse`` plus the checks that need no JAX: shared config fields and the run directory.
+
+    ``subruns``: the trainer keeps one run per ``<workdir>/<name>`` (each checked when it
+    opens), so the workdir itself holds no run and only must not be a file.
 
     Raises:
       UsageError: bad arguments or config values.
@@ -150,7 +153,10 @@ def check(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, Path]:
         validate_config(config_to_dict(config))
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if os.environ.get("JAX_PROCESS_ID", "0") == "0":  # the other processes follow process 0
+    if subruns:
+        if workdir.exists() and not workdir.is_dir():
+            raise RunError(f"--workdir {workdir} is a file, not a directory")
+    elif os.environ.get("JAX_PROCESS_ID", "0") == "0":  # the other processes follow process 0
         path, _ = check_workdir(workdir, config_to_dict(config))
         check_unlocked(path)
     return config, workdir
@@ -183,14 +189,19 @@ class _TermBeforeTraining:
         raise Interrupted(signum, None, saved=False)
 
 
-def main(train: str | Callable[[ml_collections.ConfigDict, Path], object], argv=None) -> int:
+def main(
+    train: str | Callable[[ml_collections.ConfigDict, Path], object],
+    argv=None,
+    *,
+    subruns: bool = False,
+) -> int:
     """Runs ``train(config, workdir)``; returns the exit code (see the module docstring).
 
     ``train`` is ``"module:function"`` (imported only after the arguments passed
-    the checks) or the function itself.
+    the checks) or the function itself; ``subruns`` as in :func:`check`.
     """
     try:
-        config, workdir = check(sys.argv if argv is None else argv)
+        config, workdir = check(sys.argv if argv is None else argv, subruns=subruns)
     except (UsageError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

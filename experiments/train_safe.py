@@ -11,4 +11,4 @@ import sys
 from experiments import cli
 
 if __name__ == "__main__":
-    sys.exit(cli.main("experiments.trainers.safe:train"))
+    sys.exit(cli.main("experiments.trainers.safe:train", subruns=True))  # one run per mode

@@ -101,6 +101,8 @@ def test_small_loop_flags_append_the_threshold_once(monkeypatch):
     ]
     with pytest.raises(ValueError, match="already sets"):
         xla_cpu.small_loop_flags(4096, flags)
+    assert xla_cpu.with_small_loops(flags) == flags  # already set: left as it is
+    assert xla_cpu.with_small_loops("") == xla_cpu.small_loop_flags(flags="")
     with pytest.raises(ValueError, match=">= 0"):
         xla_cpu.small_loop_flags(-1, "")
     monkeypatch.setenv("XLA_FLAGS", flags)

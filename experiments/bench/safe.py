@@ -411,9 +411,12 @@ def tabular_protocol(episodes: int, seeds: int, max_steps: int, python_episodes:
     return {"authors": ratios["python"], "lean": ratios["python_lean"]}, sps, compile_s
 
 
+PROTOCOL_ARGS = ("protocol_episodes", "protocol_seeds", "protocol_max_steps", "python_episodes",
+                 "protocol_repeats")  # fmt: skip
+
+
 def _protocol_args(args) -> list:
-    return [args.protocol_episodes, args.protocol_seeds, args.protocol_max_steps,
-            args.python_episodes, args.protocol_repeats]  # fmt: skip
+    return [getattr(args, name) for name in PROTOCOL_ARGS]
 
 
 def _protocol_keys(ratios: dict, rate: dict) -> dict:
@@ -426,18 +429,11 @@ def _protocol_keys(ratios: dict, rate: dict) -> dict:
 
 def _protocol_small_loops(args) -> tuple[dict, float]:
     """:func:`tabular_protocol` in a child process with XLA:CPU's small-loop option on."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    flags = env.get("XLA_FLAGS", "")
-    env["XLA_FLAGS"] = (
-        flags if xla_cpu.SMALL_LOOP_OPTION in flags else xla_cpu.small_loop_flags(flags=flags)
-    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_cpu.with_small_loops())
     timing.progress(f"tabular protocol in a subprocess, XLA_FLAGS={env['XLA_FLAGS']!r}")
     cmd = [sys.executable, "-m", "experiments.bench.safe", "--protocol-only", "--out", ""]
-    cmd += ["--protocol-episodes", str(args.protocol_episodes)]
-    cmd += ["--protocol-seeds", str(args.protocol_seeds)]
-    cmd += ["--protocol-max-steps", str(args.protocol_max_steps)]
-    cmd += ["--python-episodes", str(args.python_episodes)]
-    cmd += ["--protocol-repeats", str(args.protocol_repeats)]
+    for name in PROTOCOL_ARGS:
+        cmd += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
     child = json.loads(done.stdout.strip().splitlines()[-1])
     return child["keys"], child["compile_s"]

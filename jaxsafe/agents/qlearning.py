@@ -445,19 +445,17 @@ class _Carry(NamedTuple):
     value0: jax.Array
 
 
-def _step(
-    cfg: QLearningConfig, num_slots: int, sg: _Stage, c: _Carry, u: jax.Array
-) -> tuple[_Carry, jax.Array]:
+def _step(cfg: QLearningConfig, num_slots: int, sg: _Stage, c: _Carry, u: jax.Array) -> tuple:
     """One environment step and Q update of one seed (a no-op once it reached ``sg.stop``).
 
-    ``u`` float32[NUM_UNIFORMS]: this step's uniform draws. Returns the carry, whose ``table``
-    holds the step's two table writes ``(cells int32[2], slots int32[2], rows float32[2, A + 1])``
-    (the next state's row first, then the updated one; :func:`_write_rows` applies them
-    outside the ``vmap``), and the step's episode record float32[5] (violated, steps, task
-    reached, ``max_a Q[s0, a]``, the episode index if the step ended it, else -1), which the
-    chunk writes to the history in one scatter. The step is three gathers (the current row,
-    the product transition, the next cell's rows) and elementwise work: on XLA:CPU each
-    kernel costs a fixed launch, so reductions over the 5 actions and 6 slots are unrolled
+    ``u`` float32[NUM_UNIFORMS]: this step's uniform draws. Returns ``(ints, value0)`` of the
+    next carry, the step's two table writes ``(cells int32[2], slots int32[2], rows
+    float32[2, A + 1])`` (the next state's row first, then the updated one; :func:`_write_rows`
+    applies them outside the ``vmap``) and the step's episode record float32[5] (violated,
+    steps, task reached, ``max_a Q[s0, a]``, the episode index if the step ended it, else -1),
+    which the chunk writes to the history in one scatter. The step is three gathers (the
+    current row, the product transition, the next cell's rows) and elementwise work: on XLA:CPU
+    each kernel costs a fixed launch, so reductions over the 5 actions and 6 slots are unrolled
     into elementwise chains."""
     cell, jitter, q, s, steps, episode, task_now = (c.ints[i] for i in range(7))
     active = episode < sg.stop
@@ -515,7 +513,7 @@ def _step(
         reset = jnp.stack([START_CELL, jitter2, sg.initial, sg.initial_slot, 0, episode + 1, 0])
         moved_on = jnp.stack([cell2, jitter, q2, s2, steps, episode, task_now.astype(jnp.int32)])
         ints = jnp.where(done, reset, jnp.where(active, moved_on, c.ints))
-        return _Carry(writes, ints, jnp.where(active, value0, c.value0)), record
+        return (ints, jnp.where(active, value0, c.value0)), writes, record
 
 
 def _writes_slices(cfg: QLearningConfig, num_seeds: int) -> bool:
@@ -624,8 +622,8 @@ def _train_stage(cur: Curriculum, cfg: QLearningConfig, state: QState, stage) ->
     slices = _writes_slices(cfg, carry.table.shape[0])
 
     def step(c, u):
-        out, record = vstep(c, u)
-        return out._replace(table=_write_rows(c.table, *out.table, slices=slices)), record
+        (ints, value0), writes, record = vstep(c, u)
+        return _Carry(_write_rows(c.table, *writes, slices=slices), ints, value0), record
 
     with jax.named_scope("qlearning"):
         key, c, history = jax.lax.while_loop(

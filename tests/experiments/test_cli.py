@@ -45,3 +45,16 @@ def test_main_prints_one_error_line_and_returns_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: unknown config field model.nope"]
+
+
+def test_a_workdir_of_subruns_is_checked_by_each_run_not_as_one(tmp_path):
+    (tmp_path / "faithful").mkdir()
+    (tmp_path / "faithful" / "config.json").write_text("{}")  # a mode's run from before
+    argv = ["prog", f"--config={CONFIG}", f"--workdir={tmp_path}"]
+    with pytest.raises(cli.RunError, match="holds no run"):
+        cli.check(argv)  # a single-run trainer must not write into a directory of runs
+    _, workdir = cli.check(argv, subruns=True)  # make train-safe run a second time
+    assert workdir == tmp_path
+    (tmp_path / "file").write_text("")
+    with pytest.raises(cli.RunError, match="is a file"):
+        cli.check(["prog", f"--config={CONFIG}", f"--workdir={tmp_path / 'file'}"], subruns=True)

@@ -34,7 +34,7 @@ def test_bench_safe_prints_every_ratio_with_its_spread(capsys, tmp_path):
     for key in RATIOS[-2:]:
         assert 0 < default[key]["min"] <= default[key]["max"], key
     assert printed["steps_per_second"]["tabular_protocol_jax_default_xla"]["median"] > 0
-    assert printed["compile_seconds"]["tabular_protocol"] > 0
+    assert {"tabular_protocol", "tabular_protocol_default_xla"} <= set(printed["compile_seconds"])
 
 
 @pytest.mark.parametrize("lean", [False, True])
